@@ -1,0 +1,76 @@
+# vmfleet.deploy: the two commands a new user needs are `make demo` and
+# `make test`. Both install what they need on a fresh Debian machine (as root)
+# and are safe to run again.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+COLLECTION_LINK := .cache/collections/ansible_collections/vmfleet/deploy
+LAB_ENV  := .lab/lab.env
+# Extra arguments for the lab playbook, e.g. LAB_ARGS="-e lab_app_hosts=8".
+LAB_ARGS ?=
+
+.PHONY: help deps host-deps venv collection lab images status demo clean \
+        test lint sanity unit smoke changelog build
+
+help:
+	@echo "make demo   - install what is needed, create the lab fleet, build and push the shop images, show the lab"
+	@echo "make test   - lint, unit tests, ansible-test sanity and the lab smoke test"
+	@echo "make clean  - destroy the lab fleet (cached images are kept)"
+
+# ----------------------------------------------------------------- set-up
+deps: host-deps venv collection
+
+host-deps:
+	@scripts/host-deps.sh
+
+venv:
+	@scripts/venv.sh
+
+# The checkout is the collection root; link it where ansible.cfg looks.
+collection:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn ../../../.. $(COLLECTION_LINK)
+
+# ----------------------------------------------------------------- the lab
+lab: deps
+	ansible-playbook playbooks/lab.yml $(LAB_ARGS)
+
+images: lab
+	set -a; source $(LAB_ENV); set +a; \
+	  REGISTRY=$$LAB_REGISTRY DOCKER_CONFIG=$$LAB_DOCKER_CONFIG PUSH=1 examples/shop/build.sh
+
+status:
+	ansible-playbook -i inventories/lab playbooks/lab_status.yml
+
+demo: images
+	$(MAKE) --no-print-directory status
+
+clean:
+	@if [ -x $(VENV)/bin/ansible-playbook ]; then \
+	  ansible-playbook playbooks/lab.yml -e lab_state=absent $(LAB_ARGS); \
+	else echo "no virtualenv: nothing was created"; fi
+
+# ----------------------------------------------------------------- tests
+test: deps lint unit sanity smoke
+
+lint:
+	scripts/lint.sh
+
+unit:
+	pytest tests/unit
+
+sanity:
+	scripts/sanity.sh
+
+smoke:
+	pytest -m lab tests/integration
+
+changelog:
+	antsibull-changelog lint
+
+build:
+	ansible-galaxy collection build --force --output-path .cache/dist
