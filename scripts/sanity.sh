@@ -30,7 +30,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROOT}/.venv"
 NAMESPACE=vmfleet
 NAME=deploy
-COLLECTIONS_ROOT="${ROOT}/.cache/sanity/ansible_collections"
+# SANITY_ROOT lets parallel runs use separate mirrors (default .cache/sanity).
+COLLECTIONS_ROOT="${SANITY_ROOT:-${ROOT}/.cache/sanity}/ansible_collections"
 DEST="${COLLECTIONS_ROOT}/${NAMESPACE}/${NAME}"
 PY=3.11
 
