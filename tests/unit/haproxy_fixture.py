@@ -1,0 +1,479 @@
+"""A real HAProxy for the tests of the HAProxy runtime client and modules.
+
+``haproxy_lab`` starts, in the test's ``tmp_path``:
+
+* four stdlib HTTP/1.1 servers on 127.0.0.1 (``blue1``, ``blue2``, ``green1``,
+  ``green2``) that answer with their own name, ``/healthz`` for the checks and
+  ``/slow?ms=N`` for a request that stays in flight;
+* an HAProxy 2.6 in master-worker mode with an admin socket (``expose-fd
+  listeners``), a ``level user`` socket, a TCP admin socket, a server-state
+  file and one frontend whose backend (``svc_blue`` or ``svc_green``) is
+  chosen by the key ``active`` of ``backend.map``.
+
+A request with the header ``x-server: <name>`` goes to that server, so a test
+can keep a session open on one server. ``LoadProbe`` sends a bounded load
+through the frontend and counts every failed request.
+
+Only 127.0.0.1 is used. Every wait and loop is bounded in time and count.
+A test module makes the fixture available with::
+
+    from haproxy_fixture import haproxy_lab_fixture
+
+    haproxy_lab = haproxy_lab_fixture
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+HAPROXY = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else shutil.which("haproxy")
+SERVERS = {"svc_blue": ("blue1", "blue2"), "svc_green": ("green1", "green2")}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate()`` until it returns a true value; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1f s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+# --------------------------------------------------------------- app servers
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 15  # an idle keep-alive connection never keeps a thread forever
+
+    def setup(self):
+        super().setup()
+        self.server.app.connections.add(self.connection)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.app.connections.discard(self.connection)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        app = self.server.app
+        url = urlsplit(self.path)
+        if url.path == "/healthz":
+            body = b"ok"
+        else:
+            ms = int(parse_qs(url.query).get("ms", ["0"])[0]) if url.path == "/slow" else 0
+            delay = ms / 1000.0 or app.delay
+            if delay:
+                time.sleep(min(delay, 10.0))
+            body = app.name.encode()
+            app.hits += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # HAProxy closes its health check connections with a reset: not an error.
+        pass
+
+
+class AppServer:
+    """One threaded HTTP/1.1 server on 127.0.0.1 that answers with its name."""
+
+    def __init__(self, name: str, port: int | None = None, delay: float = 0.0):
+        self.name = name
+        self.port = port or free_port()
+        self.delay = delay
+        self.hits = 0
+        self.connections: set = set()
+        self.httpd = None
+        self.thread = None
+
+    def start(self):
+        self.httpd = _Server(("127.0.0.1", self.port), _Handler)
+        self.httpd.app = self
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="app-" + self.name
+        )
+        self.thread.start()
+        return self
+
+    def stop(self):
+        """Stop listening and cut every open connection (HAProxy sees a dead server)."""
+        if self.httpd is None:
+            return
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thread.join(5)
+        self.httpd = None
+
+
+# -------------------------------------------------------------------- haproxy
+CONFIG = """\
+global
+    master-worker
+    pidfile {tmp}/haproxy.pid
+    stats socket {tmp}/admin.sock mode 600 level admin expose-fd listeners
+    stats socket {tmp}/user.sock mode 600 level user
+    stats socket 127.0.0.1:{cli_port} level admin
+    stats timeout 30s
+    server-state-file {tmp}/server-state
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    timeout http-keep-alive 10s
+    option redispatch
+    retries 3
+    option idle-close-on-response
+    load-server-state-from-file global
+
+frontend fe_svc
+    bind 127.0.0.1:{port}
+    use_backend %[str(active),map({tmp}/backend.map,svc_blue)]
+{backends}"""
+
+BACKEND = """
+backend {backend}
+    option httpchk GET /healthz
+{use_server}{servers}"""
+
+MAP_FILE = """\
+# Active backend of the test service: vmfleet.deploy.haproxy_map flips it.
+active svc_blue
+
+# another key, kept as it is
+other value with spaces
+"""
+
+
+def cli(address, command: str, timeout: float = 5.0) -> str:
+    """One raw runtime API command (its own connection), independent of the client under test."""
+    if isinstance(address, tuple):
+        sock = socket.create_connection(address, timeout=timeout)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(timeout)
+        sock.connect(str(address))
+    with sock:
+        sock.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+class HAProxyLab:
+    def __init__(self, tmp_path: Path):
+        self.tmp = Path(tmp_path)
+        self.port = free_port()
+        self.cli_port = free_port()
+        self.socket = str(self.tmp / "admin.sock")
+        self.user_socket = str(self.tmp / "user.sock")
+        self.tcp_socket = "tcp://127.0.0.1:%d" % self.cli_port
+        self.map_file = self.tmp / "backend.map"
+        self.state_file = self.tmp / "server-state"
+        self.config_file = self.tmp / "haproxy.cfg"
+        self.log_file = self.tmp / "haproxy.log"
+        self.apps = {name: AppServer(name) for names in SERVERS.values() for name in names}
+        self.proc = None
+
+    # -- set-up
+    def config(self) -> str:
+        backends = ""
+        for backend, names in SERVERS.items():
+            use_server = "".join(f"    use-server {name} if {{ req.hdr(x-server) -m str {name} }}\n" for name in names)
+            servers = "".join(
+                "    server %s 127.0.0.1:%d check inter 200ms fall 2 rise 1\n" % (name, self.apps[name].port)
+                for name in names
+            )
+            backends += BACKEND.format(backend=backend, use_server=use_server, servers=servers)
+        return CONFIG.format(tmp=self.tmp, port=self.port, cli_port=self.cli_port, backends=backends)
+
+    def start(self):
+        for app in self.apps.values():
+            app.start()
+        self.map_file.write_text(MAP_FILE)
+        self.config_file.write_text(self.config())
+        self._log = open(self.log_file, "ab")
+        self.proc = subprocess.Popen(
+            [HAPROXY, "-f", str(self.config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(self.tmp),
+        )
+        try:
+            wait_for(self._answers, 10, what="the HAProxy runtime API")
+            wait_for(self.all_up, 10, what="all servers UP")
+        except AssertionError:
+            self.stop()
+            raise AssertionError("HAProxy did not start:\n" + self.log_file.read_text()) from None
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("haproxy exited with %s:\n%s" % (self.proc.returncode, self.log_file.read_text()))
+        try:
+            return "Pid:" in cli(self.socket, "show info", timeout=1)
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc is not None:
+            self._log.close()
+        for app in self.apps.values():
+            app.stop()
+
+    # -- runtime API, raw
+    def cli(self, command: str) -> str:
+        return cli(self.socket, command)
+
+    def worker_pid(self) -> int:
+        for line in self.cli("show info").splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        raise AssertionError("no Pid in show info")
+
+    def stats(self) -> dict:
+        """``{(backend, server): row}`` of ``show stat``, as strings."""
+        lines = self.cli("show stat").splitlines()
+        header = lines[0][2:].split(",")
+        rows = {}
+        for line in lines[1:]:
+            if line.strip():
+                row = dict(zip(header, line.split(","), strict=False))
+                rows[(row["pxname"], row["svname"])] = row
+        return rows
+
+    def status(self, backend: str, server: str) -> str:
+        return self.stats()[(backend, server)]["status"]
+
+    def all_up(self) -> bool:
+        stats = self.stats()
+        return all(stats[(b, s)]["status"] == "UP" for b, names in SERVERS.items() for s in names)
+
+    def wait_status(self, backend: str, server: str, status: str, timeout: float = 5.0):
+        return wait_for(
+            lambda: self.status(backend, server) == status, timeout, what="%s/%s %s" % (backend, server, status)
+        )
+
+    def map_value(self, key: str = "active"):
+        for line in self.cli("show map %s" % self.map_file).splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3 and parts[1] == key:
+                return parts[2]
+        return None
+
+    # -- reload, as the haproxy role does it
+    def save_state(self):
+        """``show servers state > server-state-file``, right before a reload."""
+        text = self.cli("show servers state")
+        assert text.startswith("1\n"), text
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.state_file)
+
+    def reload(self, timeout: float = 10.0):
+        """Save the server state, ``kill -USR2`` the master, wait for the new worker."""
+        self.save_state()
+        old = self.worker_pid()
+        os.kill(self.proc.pid, signal.SIGUSR2)
+
+        def new_worker():
+            try:
+                return self.worker_pid() != old
+            except (OSError, AssertionError):
+                return False
+
+        wait_for(new_worker, timeout, what="a new HAProxy worker after reload")
+
+    # -- HTTP through the frontend
+    def get(self, path: str = "/", headers: dict | None = None, timeout: float = 5.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def hold_session(self, server: str, seconds: float) -> threading.Thread:
+        """Keep one request in flight on ``server`` for ``seconds`` (in a thread)."""
+        result = {}
+
+        def run():
+            try:
+                result["answer"] = self.get(
+                    "/slow?ms=%d" % int(seconds * 1000), {"x-server": server}, timeout=seconds + 10
+                )
+            except OSError as exc:  # reported through the thread's result
+                result["answer"] = (None, repr(exc))
+
+        thread = threading.Thread(target=run, daemon=True, name="hold-" + server)
+        thread.result = result
+        thread.start()
+        return thread
+
+
+# ----------------------------------------------------------------- load probe
+class LoadProbe:
+    """Bounded load through the frontend: ``threads`` clients, at most
+    ``max_requests`` requests and ``max_seconds`` seconds in all. Half the
+    clients use keep-alive, half a new connection per request. Every request is
+    recorded as ``(start, end, ok, answer)``; a failure is an exception or a
+    status other than 200."""
+
+    def __init__(
+        self, port: int, threads: int = 4, interval: float = 0.04, max_requests: int = 3000, max_seconds: float = 20.0
+    ):
+        self.port = port
+        self.threads = threads
+        self.interval = interval
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.records: list = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.workers: list = []
+        self.started = None
+        self.stopped = None
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        for index in range(self.threads):
+            worker = threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True, name="probe-%d" % index)
+            worker.start()
+            self.workers.append(worker)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.join(15)
+        if self.stopped is None:
+            self.stopped = time.monotonic()
+
+    def _take(self) -> bool:
+        with self.lock:
+            if len(self.records) >= self.max_requests:
+                return False
+        return not self.stop_event.is_set() and time.monotonic() - self.started < self.max_seconds
+
+    def _run(self, keep_alive: bool):
+        conn = None
+        while self._take():
+            start = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/", headers={} if keep_alive else {"Connection": "close"})
+                response = conn.getresponse()
+                body = response.read().decode()
+                ok, answer = response.status == 200, body if response.status == 200 else "HTTP %d" % response.status
+                if not keep_alive or response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                ok, answer = False, repr(exc)
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.records.append((start, time.monotonic(), ok, answer))
+            self.stop_event.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    # -- results
+    @property
+    def failures(self) -> list:
+        return [r for r in self.records if not r[2]]
+
+    @property
+    def rps(self) -> float:
+        elapsed = (self.stopped or time.monotonic()) - self.started
+        return len(self.records) / elapsed if elapsed > 0 else 0.0
+
+    def answers_after(self, moment: float) -> list:
+        """Answers of the requests that started after ``moment`` (time.monotonic())."""
+        return [r[3] for r in self.records if r[0] > moment]
+
+    def answers_before(self, moment: float) -> list:
+        return [r[3] for r in self.records if r[1] < moment]
+
+    def wait_requests(self, count: int, timeout: float = 10.0):
+        wait_for(lambda: len(self.records) >= count, timeout, what="%d probe requests" % count)
+
+
+# -------------------------------------------------------------------- fixture
+@pytest.fixture(name="haproxy_lab")
+def haproxy_lab_fixture():
+    if not HAPROXY or not os.access(HAPROXY, os.X_OK):
+        pytest.skip("HAProxy is not installed (/usr/sbin/haproxy); `make test` installs it")
+    # Unix socket paths are limited to 107 bytes, pytest's tmp_path can be
+    # longer: use a short private directory.
+    short = tempfile.mkdtemp(prefix="hxlab-")
+    if len(short) > 80:
+        shutil.rmtree(short)
+        short = tempfile.mkdtemp(prefix="hxlab-", dir="/tmp")
+    lab = HAProxyLab(Path(short))
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.stop()
+        if os.environ.get("HAPROXY_LAB_KEEP"):
+            print("kept", short)
+        else:
+            shutil.rmtree(short, ignore_errors=True)
