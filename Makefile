@@ -14,7 +14,7 @@ LAB_ENV  := .lab/lab.env
 LAB_ARGS ?=
 
 .PHONY: help deps host-deps venv collection lab images status demo clean \
-        test lint sanity unit smoke changelog build
+        test lint sanity unit smoke molecule changelog build
 
 help:
 	@echo "make demo   - install what is needed, create the lab fleet, build and push the shop images, show the lab"
@@ -55,7 +55,7 @@ clean:
 	else echo "no virtualenv: nothing was created"; fi
 
 # ----------------------------------------------------------------- tests
-test: deps lint unit sanity smoke
+test: deps lint unit sanity smoke molecule
 
 lint:
 	scripts/lint.sh
@@ -68,6 +68,12 @@ sanity:
 
 smoke:
 	pytest -m lab tests/integration
+
+# Molecule scenarios on their own lab (molecule/shared): each makes it,
+# converges, checks idempotence, verifies with testinfra and destroys it.
+MOLECULE_SCENARIOS ?= default podman
+molecule:
+	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s || exit 1; done
 
 changelog:
 	antsibull-changelog lint

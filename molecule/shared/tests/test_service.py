@@ -1,0 +1,105 @@
+"""Verify a Molecule scenario: the engine, catalog 1.0.0 (pulled) and cart
+1.0.0 (loaded from an archive) in blue, and their ledgers.
+
+Runs with testinfra over the scenario's Ansible inventory (SSH to the lab's
+bare app host). MOLECULE_RUNTIME says which engine the scenario installed.
+"""
+
+import json
+import os
+
+import pytest
+
+RUNTIME = os.environ.get("MOLECULE_RUNTIME", "docker")
+# service -> (blue slot port, where its image came from)
+SERVICES = {"catalog": (8101, "pull"), "cart": (8111, "archive")}
+
+
+def inspect(host, service):
+    cmd = host.run(f"{RUNTIME} container inspect {service}-blue")
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)[0]
+
+
+def test_engine_is_active(host):
+    if RUNTIME == "docker":
+        docker = host.service("docker")
+        assert docker.is_running
+        assert docker.is_enabled
+        daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+        assert daemon["live-restore"] is True
+        assert daemon["userland-proxy"] is False
+        assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    else:
+        info = host.run("podman info --format json")
+        assert info.rc == 0, info.stderr
+        store = json.loads(info.stdout)["store"]
+        assert store["graphDriverName"] == "overlay"
+        assert "fuse-overlayfs" not in json.dumps(store["graphOptions"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_container_is_running_and_healthy(host, service):
+    state = inspect(host, service)["State"]
+    assert state["Running"] is True
+    health = state.get("Health") or state.get("Healthcheck")
+    assert health["Status"] == "healthy"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_podman_container_runs_under_an_enabled_systemd_unit(host, service):
+    if RUNTIME != "podman":
+        pytest.skip("Docker restarts containers itself")
+    unit = host.service(f"container-{service}-blue")
+    assert unit.is_running
+    assert unit.is_enabled
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_container_is_hardened(host, service):
+    config = inspect(host, service)
+    hostconfig = config["HostConfig"]
+    assert hostconfig["ReadonlyRootfs"] is True
+    assert [c.upper().removeprefix("CAP_") for c in hostconfig["CapDrop"]] == ["ALL"] or len(hostconfig["CapDrop"]) > 10
+    assert any("no-new-privileges" in opt for opt in hostconfig["SecurityOpt"] or [])
+    assert hostconfig["Memory"] > 0
+    assert config["Config"]["Labels"]["io.vmfleet.service"] == service
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("path", ["/healthz", "/"])
+def test_slot_port_answers_with_the_version(host, service, path):
+    answer = host.run(f"curl -fsS --max-time 5 http://127.0.0.1:{SERVICES[service][0]}{path}")
+    assert answer.rc == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert body["version"] == "1.0.0"
+    if path == "/":
+        assert body["service"] == service
+        assert body["host"] == host.backend.get_hostname()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_ledger_records_the_release(host, service):
+    ledger_file = host.file(f"/var/lib/vmfleet/{service}/ledger.json")
+    assert ledger_file.exists
+    ledger = json.loads(ledger_file.content_string)
+    current = ledger["current"]
+    assert ledger["service"] == service
+    assert ledger["slot"] == "blue"
+    assert current["version"] == "1.0.0"
+    assert current["slot"] == "blue"
+    assert current["image"].endswith(f"/shop/{service}:1.0.0")
+    assert current["digest"].startswith("sha256:")
+    assert current["deploy_id"]
+    assert current["deployed_at"].endswith("Z")
+    assert ledger["previous"] is None
+    # The recorded image is the one the container runs.
+    image_id = inspect(host, service)["Image"]
+    assert image_id.removeprefix("sha256:") == current["image_id"].removeprefix("sha256:")
+    if SERVICES[service][1] == "pull":
+        # A pulled image is recorded by its registry digest, not its local id.
+        assert current["digest"] != current["image_id"]
+
+
+def test_archive_was_copied_to_the_host(host):
+    assert host.file("/var/lib/vmfleet/images/cart-1.0.0.tar").exists
