@@ -17,7 +17,7 @@ LAB_ARGS ?=
         test lint sanity unit smoke molecule changelog build
 
 help:
-	@echo "make demo   - install what is needed, create the lab fleet, build and push the shop images, show the lab"
+	@echo "make demo   - install what is needed, create the lab fleet, push the shop images, deploy the shop, roll catalog to 1.1.0 under load"
 	@echo "make test   - lint, unit tests, ansible-test sanity and the lab smoke test"
 	@echo "make clean  - destroy the lab fleet (cached images are kept)"
 
@@ -46,8 +46,15 @@ images: lab
 status:
 	ansible-playbook -i inventories/lab playbooks/lab_status.yml
 
+# The demo: the lab, the shop's images, HAProxy and the four services at
+# 1.0.0 (bootstrap leaves services that already run alone), then a rolling
+# deployment of catalog to 1.1.0 under load, with its failed requests (0),
+# rollout time and per-batch timeline.
 demo: images
 	$(MAKE) --no-print-directory status
+	ansible-playbook -i inventories/lab playbooks/loadbalancers.yml
+	ansible-playbook -i inventories/lab playbooks/bootstrap.yml
+	python scripts/demo_rollout.py --service catalog --version 1.1.0
 
 clean:
 	@if [ -x $(VENV)/bin/ansible-playbook ]; then \

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,3 +60,85 @@ def docker_snapshot() -> dict[str, list[str]]:
         "networks": lines("network", "ls", "--format", "{{.ID}}:{{.Name}}"),
         "volumes": lines("volume", "ls", "--format", "{{.Name}}"),
     }
+
+
+# ----------------------------------------------------------------------------
+# Helpers for tests that make a lab of their own and drive roles on it.
+
+
+def create_lab(base: Path, name: str, subnet_prefix: str, app_hosts: int) -> dict:
+    """Create a lab named ``name`` on ``<subnet_prefix>.0/24`` with its own state and inventory under ``base``.
+
+    Returns vars_file, inventory, state and the playbook result (``first``). The inventory
+    gets a copy of inventories/lab/group_vars, as test_lab.py does.
+    """
+    if shutil.which("docker") is None:
+        pytest.fail("docker is not installed; run `make deps` (scripts/host-deps.sh)")
+    inventory = base / "inventory"
+    shutil.copytree(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
+    state = base / "state"
+    vars_file = base / f"{name}.yml"
+    vars_file.write_text(
+        yaml.safe_dump(
+            {
+                "lab_name": name,
+                "lab_subnet": f"{subnet_prefix}.0/24",
+                "lab_app_hosts": app_hosts,
+                "lab_state_dir": str(state),
+                "lab_inventory_dir": str(inventory),
+            }
+        )
+    )
+    first = run_json(["ansible-playbook", "playbooks/lab.yml", "-e", f"@{vars_file}"])
+    return {"name": name, "vars_file": vars_file, "inventory": inventory, "state": state, "first": first}
+
+
+def destroy_lab(vars_file: Path) -> None:
+    """Remove a lab made by create_lab() with ``make clean`` (as a user would)."""
+    subprocess.run(
+        ["make", "--no-print-directory", "clean", f"LAB_ARGS=-e @{vars_file}"],
+        cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"), check=True, timeout=300,
+    )
+
+
+def lab_objects(name: str) -> dict[str, list[str]]:
+    """The containers, networks and volumes that carry the label of lab ``name``."""
+
+    def lines(*argv: str) -> list[str]:
+        return sorted(subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout.split())
+
+    label = f"label=io.vmfleet.lab={name}"
+    return {
+        "containers": lines("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
+        "networks": lines("network", "ls", "--filter", label, "--format", "{{.Name}}"),
+        "volumes": lines("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
+    }
+
+
+def lab_shell(inventory: Path, pattern: str, command: str, check: bool = True) -> dict[str, dict]:
+    """Run a shell command on the lab hosts matching ``pattern``; per-host results (stdout, rc ...)."""
+    argv = ["ansible", "-i", str(inventory), pattern, "-m", "ansible.builtin.shell", "-a", command]
+    result = run_json(argv, check=check)
+    return result["plays"][0]["tasks"][0]["hosts"]
+
+
+def changed_tasks(result: dict, host: str) -> list[str]:
+    """Names of the tasks of an ansible-playbook json result that changed ``host``."""
+    return [
+        task["task"]["name"]
+        for play in result["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get(host, {}).get("changed")
+    ]
+
+
+def failure_messages(result: dict, host: str) -> list[str]:
+    """The messages of the tasks (and loop items) that failed on ``host``."""
+    messages = []
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            outcome = task["hosts"].get(host, {})
+            if outcome.get("failed"):
+                items = [r for r in outcome.get("results", []) if r.get("failed")] or [outcome]
+                messages.extend(f"{task['task']['name']}: {item.get('msg', '')}" for item in items)
+    return messages

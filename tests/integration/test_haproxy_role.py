@@ -1,0 +1,369 @@
+"""The haproxy role (`vmfleet.deploy.haproxy`, playbooks/loadbalancers.yml) on a lab of its own.
+
+The lab (``vmfleet-hap``, 10.77.103.0/24, 2 app hosts) runs real HTTP backends
+without a container engine: the shop app under ``systemd-run``, for two services
+in both slots (blue 1.0.0, green 1.1.0), 8 servers in all. The tests run in file
+order and share the lab; the last one removes it with ``make clean``.
+
+What is checked: HTTPS verified with the lab CA; a second run changes nothing;
+the runtime socket is root only; a configuration change reloads (the master
+stays) with no failed request under two load probes; a flip and server states
+set through the runtime socket survive a re-run of the role and reloads; bad
+input fails before any change with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shlex
+import ssl
+import time
+
+import pytest
+import yaml
+
+from .conftest import (
+    ROOT,
+    changed_tasks,
+    create_lab,
+    destroy_lab,
+    failure_messages,
+    lab_objects,
+    lab_shell,
+    run_json,
+)
+from .loadprobe import LoadProbe, format_summary
+
+pytestmark = pytest.mark.lab
+
+LAB_NAME = "vmfleet-hap"
+SUBNET_PREFIX = "10.77.103"
+LB = f"{SUBNET_PREFIX}.10"
+APP_HOSTS = 2
+SOCKET = "/run/haproxy/admin.sock"
+MASTER_SOCKET = "/run/haproxy-master.sock"
+MAP = "/etc/haproxy/maps/vmfleet-active.map"
+VERSIONS = {"blue": "1.0.0", "green": "1.1.0"}
+SERVICES = [
+    {
+        "name": "catalog",
+        "image": "registry.invalid/shop/catalog",  # read by other roles, ignored by this one
+        "version": "1.0.0",
+        "port": 8080,
+        "ports": {"blue": 8101, "green": 8102},
+        "frontend_port": 8001,
+        "preview_port": 9001,
+        "health": {"path": "/healthz", "status_code": [200], "json_query": "status == 'ok'"},
+    },
+    {
+        "name": "cart",
+        "image": "registry.invalid/shop/cart",
+        "version": "1.0.0",
+        "port": 8080,
+        "ports": {"blue": 8111, "green": 8112},
+        "frontend_port": 8002,
+        "health": {"path": "/healthz", "status_code": [200]},
+    },
+]
+# HAProxy's srv_admin_state bits (show servers state).
+ADMIN_FMAINT, ADMIN_FDRAIN = 0x01, 0x08
+# Load probes: bounded in threads, time, requests and rate.
+PROBE = {"threads": 4, "seconds": 180, "max_requests": 40000, "rate": 200}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hap-lab")
+    start = time.monotonic()
+    info = create_lab(base, LAB_NAME, SUBNET_PREFIX, APP_HOSTS)
+    info["create_seconds"] = time.monotonic() - start
+    info["cleaned"] = False
+    info["ca"] = info["state"] / "pki" / "ca.crt"
+    info["services_file"] = base / "services.yml"
+    info["services_file"].write_text(yaml.safe_dump({"vmfleet_services": SERVICES}))
+    try:
+        start_backends(info)
+        yield info
+    finally:
+        if not info["cleaned"]:
+            destroy_lab(info["vars_file"])
+
+
+def start_backends(lab: dict) -> None:
+    """Run the shop app on every app host, one transient unit per service and slot."""
+    inventory = lab["inventory"]
+    run_json(["ansible", "-i", str(inventory), "app_hosts", "-m", "ansible.builtin.file",
+              "-a", "path=/opt/shop state=directory mode=0755"])
+    run_json(["ansible", "-i", str(inventory), "app_hosts", "-m", "ansible.builtin.copy",
+              "-a", f"src={ROOT / 'examples/shop/app/shop.py'} dest=/opt/shop/shop.py mode=0755"])
+    units = []
+    for svc in SERVICES:
+        for slot, version in VERSIONS.items():
+            units.append(
+                f"systemd-run --unit shop-{svc['name']}-{slot} -E PORT={svc['ports'][slot]}"
+                f" -E SERVICE_NAME={svc['name']} -E VERSION={version} -E HOST_NAME={{{{ inventory_hostname }}}}"
+                " -E ACCESS_LOG=0 /usr/bin/python3 /opt/shop/shop.py"
+            )
+    lab_shell(inventory, "app_hosts", " && ".join(units))
+    ports = " ".join(str(svc["ports"][slot]) for svc in SERVICES for slot in VERSIONS)
+    # Every backend answers its health check before the load balancer is set up.
+    lab_shell(
+        inventory, "app_hosts",
+        f"for p in {ports}; do for i in $(seq 50); do curl -sf localhost:$p/healthz >/dev/null && break; sleep 0.1;"
+        " done; curl -sf localhost:$p/healthz >/dev/null || exit 1; done",
+    )
+
+
+def changed(result: dict) -> set[str]:
+    """Names of the tasks and handlers that changed the load balancer, without the role prefix."""
+    return {name.split(" : ", 1)[-1] for name in changed_tasks(result, "lb1")}
+
+
+def converge(lab: dict, *extra: str, check: bool = True) -> dict:
+    """Run playbooks/loadbalancers.yml on the lab with the test's services (and extra -e arguments)."""
+    argv = ["ansible-playbook", "-i", str(lab["inventory"]), "playbooks/loadbalancers.yml",
+            "-e", f"@{lab['services_file']}"]
+    for item in extra:
+        argv += ["-e", item]
+    return run_json(argv, check=check)
+
+
+def lb(lab: dict, command: str) -> str:
+    """stdout of a shell command on the load balancer."""
+    return lab_shell(lab["inventory"], "lb1", command)["lb1"]["stdout"]
+
+
+def runtime(lab: dict, *commands: str, socket: str = SOCKET) -> str:
+    """Send commands to HAProxy's runtime API (the way the strategies do: through the admin socket)."""
+    return lb(lab, "; ".join(f"echo {shlex.quote(c)} | socat -t 5 STDIO UNIX-CONNECT:{socket}" for c in commands))
+
+
+def processes(lab: dict) -> dict:
+    """Master PID, its reload count, and the current worker PID, from the master CLI."""
+    lines = runtime(lab, "show proc", socket=MASTER_SOCKET).splitlines()
+    master = next(line.split() for line in lines if " master " in f" {line} ")
+    worker = next(line.split() for line in lines if " worker " in f" {line} ")
+    return {"master": int(master[0]), "reloads": int(master[2]), "worker": int(worker[0])}
+
+
+def server_states(lab: dict) -> dict[str, dict]:
+    """``show servers state`` as {"backend/server": {op, admin, weight}}."""
+    states = {}
+    for line in runtime(lab, "show servers state").splitlines():
+        fields = line.split()
+        if len(fields) > 8 and not line.startswith("#"):
+            op, admin, weight = (int(value) for value in fields[5:8])
+            states[f"{fields[1]}/{fields[3]}"] = {"op": op, "admin": admin, "weight": weight}
+    return states
+
+
+def wait_until_up(lab: dict, timeout: float = 30) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = server_states(lab)
+        if len(states) == 2 * len(SERVICES) * APP_HOSTS and all(s["op"] == 2 for s in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            pytest.fail(f"not every server is UP after {timeout} s: {states}")
+        time.sleep(1)
+
+
+def https_get(lab: dict, port: int, context: ssl.SSLContext | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPSConnection(LB, port, timeout=10, context=context or ssl.create_default_context(
+        cafile=str(lab["ca"])))
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def versions_served(lab: dict, port: int, requests: int = 8) -> set[str]:
+    return {https_get(lab, port)[1]["version"] for _request in range(requests)}
+
+
+@pytest.fixture(scope="module")
+def converged(lab):
+    start = time.monotonic()
+    result = converge(lab)
+    result["seconds"] = time.monotonic() - start
+    return result
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_first_run_configures_the_load_balancer(lab, converged):
+    stats = converged["stats"]["lb1"]
+    assert stats["failures"] == 0 and stats["unreachable"] == 0
+    assert stats["changed"] > 0
+    print(f"\nlab created in {lab['create_seconds']:.1f} s; first converge {converged['seconds']:.1f} s, "
+          f"changed={stats['changed']}")
+    states = wait_until_up(lab)
+    assert sorted(states) == sorted(
+        f"{svc['name']}_{slot}/app{i}" for svc in SERVICES for slot in VERSIONS for i in range(1, APP_HOSTS + 1)
+    )
+    assert {state["weight"] for state in states.values()} == {100}
+    entries = dict(line.split() for line in lb(lab, f"grep -v '^#' {MAP}").splitlines())
+    assert entries == {"catalog": "catalog_blue", "cart": "cart_blue"}
+
+
+def test_frontends_answer_https_verified_with_the_lab_ca(lab, converged):
+    for svc in SERVICES:
+        status, body = https_get(lab, svc["frontend_port"])
+        assert status == 200
+        assert body["service"] == svc["name"]
+        assert body["version"] == VERSIONS["blue"]  # a new service starts on blue
+    # Round robin over both app hosts.
+    hosts = {https_get(lab, 8001)[1]["host"] for _request in range(6)}
+    assert hosts == {"app1", "app2"}
+    # The system's trust store does not know the lab CA.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_get(lab, 8001, ssl.create_default_context())
+    # The preview frontend (loopback of the LB, plain HTTP) serves the idle slot.
+    preview = json.loads(lb(lab, "curl -sf http://127.0.0.1:9001/"))
+    assert preview["version"] == VERSIONS["green"]
+
+
+def test_second_run_reports_no_change(lab, converged):
+    second = converge(lab)
+    assert second["stats"]["lb1"]["failures"] == 0
+    assert second["stats"]["lb1"]["changed"] == 0, f"second run changed: {changed_tasks(second, 'lb1')}"
+
+
+def test_runtime_socket_and_certificate_are_root_only(lab, converged):
+    assert lb(lab, f"stat -c '%a %U %G %F' {SOCKET}") == "600 root root socket"
+    assert lb(lab, "stat -c '%a %U %G' /etc/haproxy/certs/vmfleet.pem") == "600 root root"
+    # level admin: the socket accepts commands that change state.
+    assert "Unknown command" not in runtime(lab, "show map")
+    # master-worker: one master and one current worker.
+    assert processes(lab)["master"] > 0
+
+
+def test_config_change_reloads_with_no_failed_request(lab, converged):
+    before = processes(lab)
+    url = f"https://{LB}:8001/"
+    probes = [
+        LoadProbe(url, keepalive=False, cafile=str(lab["ca"]), **PROBE),
+        LoadProbe(url, keepalive=True, cafile=str(lab["ca"]), **PROBE),
+    ]
+    for probe in probes:
+        probe.start()
+    time.sleep(3)
+    runs = []
+    try:
+        # Two configuration changes (a timeout, then back), each one reload.
+        for value in ("31s", "30s"):
+            result = converge(lab, f"haproxy_timeout_client={value}")
+            runs.append(changed(result))
+            time.sleep(3)
+    finally:
+        summaries = [probe.result() for probe in probes]
+    after = processes(lab)
+    for summary in summaries:
+        print("\n" + format_summary(summary))
+    print(f"reloads: {after['reloads'] - before['reloads']}, master {before['master']} -> {after['master']}, "
+          f"worker {before['worker']} -> {after['worker']}")
+    for tasks in runs:
+        assert "Write the HAProxy configuration (checked with haproxy -c first)" in tasks
+        assert "Reload HAProxy" in tasks
+    assert after["master"] == before["master"], "HAProxy was restarted, not reloaded"
+    assert after["worker"] != before["worker"]
+    assert after["reloads"] - before["reloads"] == 2
+    for summary in summaries:
+        assert summary["failed"] == 0, summary["errors"]
+        assert summary["rps"] >= 50, summary
+        assert summary["versions"] == {VERSIONS["blue"]: summary["ok"]}
+    # Keep-alive clients were moved to the new worker (idle-close-on-response), not dropped.
+    assert summaries[1]["connections"] > PROBE["threads"]
+
+
+def test_flip_and_server_states_survive_a_rerun_and_reloads(lab, converged):
+    # A blue-green flip the way the strategies do it: runtime `set map`, then the same line in the file.
+    runtime(lab, f"set map {MAP} catalog catalog_green")
+    lb(lab, f"sed -i 's/^catalog .*/catalog catalog_green/' {MAP}")
+    runtime(
+        lab,
+        "set server catalog_blue/app1 state maint",
+        "set server cart_blue/app1 state drain",
+        "set weight catalog_green/app2 25",
+    )
+    assert versions_served(lab, 8001) == {VERSIONS["green"]}
+    expected = server_states(lab)
+    assert expected["catalog_blue/app1"]["admin"] & ADMIN_FMAINT
+    assert expected["cart_blue/app1"]["admin"] & ADMIN_FDRAIN
+    assert expected["catalog_green/app2"]["weight"] == 25
+    before = processes(lab)
+
+    # A re-run of the role with a configuration change: it reloads.
+    rerun = converge(lab, "haproxy_timeout_client=33s")
+    tasks = changed(rerun)
+    assert "Reload HAProxy" in tasks
+    assert "Add the services missing from the active-backend map" not in tasks
+    after_rerun = processes(lab)
+    assert after_rerun["worker"] != before["worker"] and after_rerun["master"] == before["master"]
+
+    # A reload by hand goes through the same hooks.
+    lb(lab, "systemctl reload haproxy")
+    after_manual = processes(lab)
+    assert after_manual["worker"] != after_rerun["worker"] and after_manual["master"] == before["master"]
+
+    # And the role's defaults again (one more reload).
+    back = converge(lab)
+    assert "Reload HAProxy" in changed(back)
+
+    # After two re-runs of the role and three reloads: the same admin states and weights.
+    states = server_states(lab)
+    assert {name: (s["admin"], s["weight"]) for name, s in states.items()} == {
+        name: (s["admin"], s["weight"]) for name, s in expected.items()
+    }
+    assert "catalog catalog_green" in runtime(lab, f"show map {MAP}")
+    assert "catalog catalog_green" in lb(lab, f"cat {MAP}").splitlines()
+    assert versions_served(lab, 8001) == {VERSIONS["green"]}
+    assert versions_served(lab, 8002) == {VERSIONS["blue"]}
+    # The preview follows the flip: it now serves the idle blue slot.
+    assert json.loads(lb(lab, "curl -sf http://127.0.0.1:9001/"))["version"] == VERSIONS["blue"]
+
+
+@pytest.mark.parametrize(
+    ("case", "bad", "words"),
+    [
+        ("service without ports",
+         {"vmfleet_services": [{"name": "catalog", "frontend_port": 8001}]},
+         ["ports", "haproxy_services"]),
+        ("non-integer frontend_port",
+         {"vmfleet_services": [{"name": "catalog", "frontend_port": "eighty", "ports": {"blue": 8101, "green": 8102}}]},
+         ["frontend_port", "haproxy_services"]),
+        ("port out of range",
+         {"vmfleet_services": [{"name": "catalog", "frontend_port": 8001, "ports": {"blue": 8101, "green": 70000}}]},
+         ["ports.green", "haproxy_services"]),
+        ("group not in the inventory",
+         {"vmfleet_services": [{**SERVICES[1], "group": "no_such_group"}]},
+         ["group", "no_such_group"]),
+        ("certificate without key", {"haproxy_tls_key_file": ""}, ["haproxy_tls_key_file"]),
+        ("bad time value", {"haproxy_timeout_client": "30 seconds"}, ["haproxy_timeout_client"]),
+    ],
+)
+def test_bad_input_fails_before_any_change(lab, converged, tmp_path, case, bad, words):
+    fingerprint = "sha256sum /etc/haproxy/haproxy.cfg /etc/haproxy/maps/vmfleet-active.map"
+    before = (lb(lab, fingerprint), processes(lab)["worker"])
+    bad_file = tmp_path / "bad.yml"
+    bad_file.write_text(yaml.safe_dump(bad))
+    result = converge(lab, f"@{bad_file}", check=False)
+    assert result["rc"] != 0, case
+    stats = result["stats"]["lb1"]
+    assert stats["failures"] == 1 and stats["changed"] == 0, case
+    messages = "\n".join(failure_messages(result, "lb1"))
+    for word in words:
+        assert word in messages, f"{case}: {word!r} not in {messages}"
+    assert (lb(lab, fingerprint), processes(lab)["worker"]) == before, f"{case}: something changed"
+    print(f"\n{case}: {messages}")
+
+
+def test_make_clean_removes_the_lab(lab):
+    destroy_lab(lab["vars_file"])
+    lab["cleaned"] = True
+    assert lab_objects(LAB_NAME) == {"containers": [], "networks": [], "volumes": []}
+    assert not (lab["inventory"] / "hosts.yml").exists()
