@@ -200,3 +200,23 @@ def test_interrupted_rollout_is_completed_by_running_it_again():
 def _lab_is_there():
     if not CA.exists():
         pytest.fail(f"{CA} is missing: run `molecule create -s rolling` first")
+
+
+def test_policy_all_rolls_back_every_host_this_run_changed():
+    # A fault on app3 only: it cannot reach the registry, so pulling 1.3.0 (which
+    # no host has yet) fails there, after app1 and app2 were already moved.
+    block = "iptables -I OUTPUT -p tcp -d 10.77.111.11 --dport 5000 -j REJECT"
+    assert adhoc("app3", "ansible.builtin.command", block)["app3"]["rc"] == 0
+    try:
+        with probes() as running:
+            proc = rolling("1.3.0", 1, "-e", "vmfleet_rollback=all", check=False)
+    finally:
+        adhoc("app3", "ansible.builtin.command", block.replace("-I OUTPUT", "-D OUTPUT"))
+    assert proc.returncode != 0
+    assert "app3 failed" in proc.stdout and "policy all" in proc.stdout, proc.stdout[-3000:]
+    assert_no_failures(*running)
+    # app1 and app2 had reached 1.3.0; all four are back on 1.0.0.
+    assert_fleet_on("1.0.0", previous=None)
+    current = ledgers()
+    assert current["app1"]["previous"]["version"] == "1.3.0"
+    assert current["app4"]["previous"]["version"] == "1.1.0"  # app4 was never touched
