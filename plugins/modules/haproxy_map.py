@@ -24,19 +24,10 @@ description:
 author:
   - vmfleet maintainers (@vmfleet)
 extends_documentation_fragment:
+  - vmfleet.deploy.haproxy_runtime
   - vmfleet.deploy.attributes
   - vmfleet.deploy.attributes.CHECK_AND_DIFF
 options:
-  socket:
-    description:
-      - The HAProxy runtime API socket. A unix socket path, or V(tcp://host:port) / V(host:port).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description:
-      - Seconds to wait for connecting to the runtime API and for each of its answers.
-    type: float
-    default: 5.0
   map:
     description:
       - The map as HAProxy knows it, that is the path of the map file in the configuration

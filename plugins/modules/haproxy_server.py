@@ -33,20 +33,10 @@ description:
 author:
   - vmfleet maintainers (@vmfleet)
 extends_documentation_fragment:
+  - vmfleet.deploy.haproxy_runtime
   - vmfleet.deploy.attributes
   - vmfleet.deploy.attributes.CHECK_AND_DIFF
 options:
-  socket:
-    description:
-      - The HAProxy runtime API socket. A unix socket path, or V(tcp://host:port) / V(host:port).
-      - The socket needs C(level admin).
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description:
-      - Seconds to wait for connecting to the runtime API and for each of its answers.
-    type: float
-    default: 5.0
   backend:
     description:
       - Name of the HAProxy backend, for example V(catalog_blue).

@@ -22,20 +22,10 @@ description:
 author:
   - vmfleet maintainers (@vmfleet)
 extends_documentation_fragment:
+  - vmfleet.deploy.haproxy_runtime
   - vmfleet.deploy.attributes
   - vmfleet.deploy.attributes.READ_ONLY
 options:
-  socket:
-    description:
-      - The HAProxy runtime API socket. A unix socket path, or V(tcp://host:port) / V(host:port).
-      - C(level user) is enough for this module.
-    type: str
-    default: /run/haproxy/admin.sock
-  timeout:
-    description:
-      - Seconds to wait for connecting to the runtime API and for each of its answers.
-    type: float
-    default: 5.0
   backends:
     description:
       - Only return these backends. The module fails when one of them does not exist.
