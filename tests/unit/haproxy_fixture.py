@@ -460,7 +460,8 @@ class LoadProbe:
 @pytest.fixture(name="haproxy_lab")
 def haproxy_lab_fixture():
     if not HAPROXY or not os.access(HAPROXY, os.X_OK):
-        pytest.skip("HAProxy is not installed (/usr/sbin/haproxy); `make test` installs it")
+        # Fail, not skip: a missing haproxy must not let the whole suite pass unseen.
+        pytest.fail("HAProxy is not installed (/usr/sbin/haproxy); `make test` (scripts/host-deps.sh) installs it")
     # Unix socket paths are limited to 107 bytes, pytest's tmp_path can be
     # longer: use a short private directory.
     short = tempfile.mkdtemp(prefix="hxlab-")
