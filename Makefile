@@ -78,7 +78,7 @@ smoke:
 
 # Molecule scenarios on their own lab (molecule/shared): each makes it,
 # converges, checks idempotence, verifies with testinfra and destroys it.
-MOLECULE_SCENARIOS ?= default podman rolling
+MOLECULE_SCENARIOS ?= default podman rolling blue_green
 molecule:
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s || exit 1; done
 

@@ -34,6 +34,13 @@ are turned into ``HAProxyRuntimeError`` naming the command. Errors reaching
 the socket become ``HAProxyConnectionError`` ("cannot reach HAProxy runtime
 API at <socket>: <reason>").
 
+Several map changes (a blue-green cutover sets a split map and flips the
+active map) go through ``apply_map_changes``: one connection, every map read
+first, then the commands back to back, then a check that HAProxy holds the
+new values, with the earlier changes undone when one fails. ``MapFile`` reads
+and edits map files the way HAProxy reads them, so the modules can keep a
+file in step with the live map.
+
 Everything here is stdlib only and keeps to Python 3.8 syntax, because it runs
 on the managed load balancer hosts.
 """
@@ -43,6 +50,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import csv
+import os
 import re
 import socket as _socket
 import time
@@ -336,6 +344,77 @@ def parse_map_list(text):
     return maps
 
 
+# A map file line: key, blanks, value (the rest of the line, trailing blanks
+# trimmed), as HAProxy reads it (pat_ref_read_from_file_smp).
+_MAP_LINE_RE = re.compile(r"^(\s*)(\S+)(?:(\s+)(.*?))?(\s*)$")
+
+
+class MapFile(object):
+    """A map file on disk: its entries, and its text with the lines of one key changed.
+
+    Comment lines (``#`` first), blank lines and the other keys are kept as
+    they are, and so are each line's separator and line ending. A missing
+    file reads as empty (``exists`` is false).
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.exists = os.path.exists(path)
+        if self.exists:
+            with open(path, "rb") as handle:
+                self.text = handle.read().decode("utf-8", "surrogateescape")
+        else:
+            self.text = ""
+
+    @staticmethod
+    def _parse(line):
+        body = line.rstrip("\r\n")
+        if not body.strip() or body.lstrip().startswith("#"):
+            return None
+        return _MAP_LINE_RE.match(body)
+
+    @classmethod
+    def parse(cls, text):
+        """``[(key, value)]`` of a map file's text, in file order."""
+        entries = []
+        for line in (text or "").splitlines():
+            match = cls._parse(line)
+            if match:
+                entries.append((match.group(2), match.group(4) or ""))
+        return entries
+
+    def entries(self, text=None):
+        return self.parse(self.text if text is None else text)
+
+    def value(self, key, text=None):
+        """The value of the first line of ``key``, or ``None``."""
+        for name, value in self.entries(text):
+            if name == key:
+                return value
+        return None
+
+    def render(self, key, value, text=None):
+        """The text (``text`` or the file's) with ``key`` set to ``value`` (``None``: removed)."""
+        lines = (self.text if text is None else text).splitlines(True)
+        out = []
+        found = False
+        for line in lines:
+            match = self._parse(line)
+            if not match or match.group(2) != key:
+                out.append(line)
+                continue
+            found = True
+            if value is None:
+                continue
+            ending = line[len(line.rstrip("\r\n")) :]
+            out.append("%s%s%s%s%s" % (match.group(1), key, match.group(3) or " ", value, ending))
+        if value is not None and not found:
+            if out and not out[-1].endswith("\n"):
+                out[-1] += "\n"
+            out.append("%s %s\n" % (key, value))
+        return "".join(out)
+
+
 def merge_server(stat, state):
     """One view of a server from its ``show stat`` row and its state row."""
     state = state or {}
@@ -620,12 +699,17 @@ class HAProxyRuntime(object):
             session.change(command)
 
     # -- maps
-    def show_maps(self):
-        """The maps HAProxy has loaded: ``[{id, file, description}]``."""
-        answer = self.command("show map")
+    @staticmethod
+    def _show_maps(session):
+        answer = session.command("show map")
         if answer.strip() and not answer.startswith("# id"):
             raise _error("show map", answer)
         return parse_map_list(answer)
+
+    def show_maps(self):
+        """The maps HAProxy has loaded: ``[{id, file, description}]``."""
+        with self.session() as session:
+            return self._show_maps(session)
 
     def resolve_map_file(self, map_id):
         """The file behind a map identifier (``#<id>`` or a path), or ``None``."""
@@ -682,6 +766,138 @@ class HAProxyRuntime(object):
             session.change(self._map_command("del", map_id, key))
         return True
 
+    def _read_maps(self, session, map_ids):
+        maps = {}
+        for map_id in map_ids:
+            if map_id in maps:
+                continue
+            try:
+                maps[map_id] = self._show_map(session, map_id)
+            except HAProxyNotFoundError as exc:
+                known = ", ".join("#%d %s" % (m["id"], m["file"]) for m in self._show_maps(session)) or "none"
+                raise HAProxyNotFoundError(
+                    "HAProxy has no map '%s' (its maps: %s)" % (map_id, known), command=exc.command, answer=exc.answer
+                ) from exc
+        return maps
+
+    def read_maps(self, map_ids=None):
+        """Entries of several maps, read in one connection.
+
+        Returns ``{map_id: [{id, key, value}]}``. Without ``map_ids``, every
+        map HAProxy has loaded, keyed by its file (``#<id>`` when it has none).
+        An unknown map raises ``HAProxyNotFoundError`` naming the maps HAProxy has.
+        """
+        with self.session() as session:
+            if map_ids is None:
+                map_ids = [m["file"] or "#%d" % m["id"] for m in self._show_maps(session)]
+            return self._read_maps(session, map_ids)
+
+    def apply_map_changes(self, changes):
+        """Apply several map changes back to back, in order, in one connection.
+
+        ``changes`` is a list of ``(map_id, key, value)``; a ``value`` of
+        ``None`` removes every entry of ``key``. Name one map by one identifier
+        throughout (its file or its ``#<id>``).
+
+        The connection first reads every map concerned once. It then sends only
+        the commands that change something (``set map`` for a key that exists,
+        ``add map`` for a new one, ``del map``), each right after the answer to
+        the one before, so they take effect within a fraction of a millisecond
+        of each other. Last, it reads the maps again and checks that HAProxy
+        holds every requested value: HAProxy 2.6 answers ``set map`` with
+        success but keeps the old value when a converter of the map cannot
+        parse the new one (a non-integer for ``map_str_int``).
+
+        When a command fails, or a value was not taken, the changes already
+        made are undone in reverse order (best effort) and
+        ``HAProxyRuntimeError`` says so. Returns one bool per change: whether
+        it changed the live map.
+        """
+        changes = [tuple(change) for change in changes]
+        if any(len(change) != 3 for change in changes):
+            raise HAProxyRuntimeError("every map change must be (map, key, value), got %r" % (changes,))
+        for _map_id, key, value in changes:
+            _check_map_key(key)
+            if value is not None:
+                escape_arg(value)
+        with self.session() as session:
+            live = {}
+            for map_id, entries in self._read_maps(session, [c[0] for c in changes]).items():
+                values = live[map_id] = {}
+                for entry in entries:
+                    values.setdefault(entry["key"], []).append(entry["value"])
+            plan = []  # (index, command, map_id, key, values before, values after)
+            for index, (map_id, key, value) in enumerate(changes):
+                before = list(live[map_id].get(key, []))
+                if value is None:
+                    after = []
+                    command = self._map_command("del", map_id, key) if before else None
+                else:
+                    after = [value] * (len(before) or 1)
+                    command = None
+                    if not before:
+                        command = self._map_command("add", map_id, key, value)
+                    elif any(v != value for v in before):
+                        command = self._map_command("set", map_id, key, value)
+                live[map_id][key] = after
+                if command:
+                    plan.append((index, command, map_id, key, before, after))
+            done = []
+            try:
+                for step in plan:
+                    session.change(step[1])
+                    done.append(step)
+                self._check_map_values(session, plan)
+            except HAProxyConnectionError as exc:
+                raise HAProxyConnectionError(
+                    "%s; %d of the %d live change(s) had been made" % (exc, len(done), len(plan)),
+                    command=exc.command,
+                    answer=exc.answer,
+                ) from exc
+            except HAProxyRuntimeError as exc:
+                raise HAProxyRuntimeError(
+                    "%s; %s" % (exc, self._undo_map_changes(session, done)), command=exc.command, answer=exc.answer
+                ) from exc
+        applied = set(step[0] for step in plan)
+        return [index in applied for index in range(len(changes))]
+
+    def _check_map_values(self, session, plan):
+        if not plan:
+            return
+        final = {}
+        for _index, command, map_id, key, _before, after in plan:
+            final[(map_id, key)] = (after, command)
+        maps = self._read_maps(session, [step[2] for step in plan])
+        for (map_id, key), (expected, command) in final.items():
+            values = [e["value"] for e in maps[map_id] if e["key"] == key]
+            if values != expected:
+                raise HAProxyRuntimeError(
+                    "HAProxy did not take '%s': key %s of map %s is %s, not %s (HAProxy keeps the old value when a "
+                    "converter of the map cannot parse the new one, for example a non-integer in a map that "
+                    "map_str_int reads)" % (command, key, map_id, _show_values(values), _show_values(expected)),
+                    command=command,
+                )
+
+    def _undo_map_changes(self, session, done):
+        """Undo applied map changes in reverse order; returns a sentence saying how it went."""
+        if not done:
+            return "no live change was made"
+        try:
+            for _index, _command, map_id, key, before, _after in reversed(done):
+                current = [e["value"] for e in self._show_map(session, map_id) if e["key"] == key]
+                if current == before:
+                    continue
+                if before and current and len(set(before)) == 1 and len(current) == len(before):
+                    session.change(self._map_command("set", map_id, key, before[0]))
+                    continue
+                if current:
+                    session.change(self._map_command("del", map_id, key))
+                for value in before:
+                    session.change(self._map_command("add", map_id, key, value))
+        except HAProxyRuntimeError as exc:
+            return "the %d live change(s) already made could not all be undone: %s" % (len(done), exc)
+        return "the %d live change(s) already made were undone" % len(done)
+
     # -- waiting
     def wait(self, fetch, predicate, timeout, interval=0.2):
         """Poll ``fetch()`` every ``interval`` s until ``predicate`` or ``timeout`` s.
@@ -692,6 +908,12 @@ class HAProxyRuntime(object):
 
     def wait_server(self, backend, server, predicate, timeout, interval=0.2):
         return self.wait(lambda: self.server(backend, server), predicate, timeout, interval)
+
+
+def _show_values(values):
+    if not values:
+        return "absent"
+    return " / ".join("'%s'" % v for v in values)
 
 
 def _check_map_key(key):

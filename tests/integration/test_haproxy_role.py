@@ -6,10 +6,14 @@ in both slots (blue 1.0.0, green 1.1.0), 8 servers in all. The tests run in file
 order and share the lab; the last one removes it with ``make clean``.
 
 What is checked: HTTPS verified with the lab CA; a second run changes nothing;
-the runtime socket is root only; a configuration change reloads (the master
-stays) with no failed request under two load probes; a flip and server states
-set through the runtime socket survive a re-run of the role and reloads; bad
-input fails before any change with a message that names the variable.
+the split map holds 0 for every service, and a split of 100 set with
+vmfleet.deploy.haproxy_map sends every request (new connections and keep-alive)
+to the idle slot's servers; the runtime socket is root only; a configuration
+change reloads (the master stays) with no failed request under two load probes;
+a flip and server states set through the runtime socket survive a re-run of the
+role and reloads; the active map and the split set with haproxy_map survive
+`systemctl reload`, `systemctl restart` and a re-run of the role (changed=0);
+bad input fails before any change with a message that names the variable.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ APP_HOSTS = 2
 SOCKET = "/run/haproxy/admin.sock"
 MASTER_SOCKET = "/run/haproxy-master.sock"
 MAP = "/etc/haproxy/maps/vmfleet-active.map"
+SPLIT_MAP = "/etc/haproxy/maps/vmfleet-split.map"
 VERSIONS = {"blue": "1.0.0", "green": "1.1.0"}
 SERVICES = [
     {
@@ -184,6 +189,35 @@ def versions_served(lab: dict, port: int, requests: int = 8) -> set[str]:
     return {https_get(lab, port)[1]["version"] for _request in range(requests)}
 
 
+def keepalive_answers(lab: dict, port: int, requests: int = 8) -> list[dict]:
+    """The JSON bodies of ``requests`` requests sent over one keep-alive HTTPS connection."""
+    conn = http.client.HTTPSConnection(LB, port, timeout=10, context=ssl.create_default_context(
+        cafile=str(lab["ca"])))
+    answers = []
+    try:
+        for _request in range(requests):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            assert response.status == 200 and not response.will_close
+            answers.append(json.loads(response.read()))
+    finally:
+        conn.close()
+    return answers
+
+
+def lb_module(lab: dict, module: str, args: dict, check: bool = True) -> dict:
+    """Run a module on the load balancer (ad hoc, as root) and return its result."""
+    result = run_json(["ansible", "-i", str(lab["inventory"]), "lb1", "-m", module, "-a", json.dumps(args)],
+                      check=check)
+    return result["plays"][0]["tasks"][0]["hosts"]["lb1"]
+
+
+def live_and_files(lab: dict) -> tuple[dict, dict]:
+    """Both maps, live and from their files, as vmfleet.deploy.haproxy_map_info reads them."""
+    info = lb_module(lab, "vmfleet.deploy.haproxy_map_info", {"maps": [MAP, SPLIT_MAP]})
+    return (info["maps"][MAP], info["maps"][SPLIT_MAP]), (info["files"][MAP], info["files"][SPLIT_MAP])
+
+
 @pytest.fixture(scope="module")
 def converged(lab):
     start = time.monotonic()
@@ -208,6 +242,11 @@ def test_first_run_configures_the_load_balancer(lab, converged):
     assert {state["weight"] for state in states.values()} == {100}
     entries = dict(line.split() for line in lb(lab, f"grep -v '^#' {MAP}").splitlines())
     assert entries == {"catalog": "catalog_blue", "cart": "cart_blue"}
+    # The split map: nothing goes to the idle slot.
+    assert lb(lab, f"stat -c '%a %U' {SPLIT_MAP}") == "644 root"
+    splits = dict(line.split() for line in lb(lab, f"grep -v '^#' {SPLIT_MAP}").splitlines())
+    assert splits == {"catalog": "0", "cart": "0"}
+    assert "catalog 0" in runtime(lab, f"show map {SPLIT_MAP}")
 
 
 def test_frontends_answer_https_verified_with_the_lab_ca(lab, converged):
@@ -231,6 +270,31 @@ def test_second_run_reports_no_change(lab, converged):
     second = converge(lab)
     assert second["stats"]["lb1"]["failures"] == 0
     assert second["stats"]["lb1"]["changed"] == 0, f"second run changed: {changed_tasks(second, 'lb1')}"
+
+
+def test_split_sends_requests_to_the_idle_slot(lab, converged):
+    result = lb_module(lab, "vmfleet.deploy.haproxy_map", {"map": SPLIT_MAP, "key": "catalog", "value": "100"})
+    assert result["changed"] is True
+    assert result["before"] == {"runtime": "0", "file": "0"} and result["after"] == {"runtime": "100", "file": "100"}
+    try:
+        # catalog's active slot is blue: every request goes to the idle green slot, on both hosts.
+        answers = [https_get(lab, 8001)[1] for _request in range(8)]
+        assert {a["version"] for a in answers} == {VERSIONS["green"]}
+        assert {a["host"] for a in answers} == {"app1", "app2"}
+        # Keep-alive clients too: the choice is made per request.
+        assert {a["version"] for a in keepalive_answers(lab, 8001)} == {VERSIONS["green"]}
+        # The other service keeps its split of 0.
+        assert versions_served(lab, 8002) == {VERSIONS["blue"]}
+        live, files = live_and_files(lab)
+        assert live == files == ({"catalog": "catalog_blue", "cart": "cart_blue"}, {"catalog": "100", "cart": "0"})
+    finally:
+        back = lb_module(lab, "vmfleet.deploy.haproxy_map", {"map": SPLIT_MAP, "key": "catalog", "value": "0"})
+    assert back["changed"] is True
+    assert versions_served(lab, 8001) == {VERSIONS["blue"]}
+    assert {a["version"] for a in keepalive_answers(lab, 8001)} == {VERSIONS["blue"]}
+    # The file is as the role wrote it: a re-run has nothing to do.
+    assert dict(line.split() for line in lb(lab, f"grep -v '^#' {SPLIT_MAP}").splitlines()) == {
+        "catalog": "0", "cart": "0"}
 
 
 def test_runtime_socket_and_certificate_are_root_only(lab, converged):
@@ -327,6 +391,56 @@ def test_flip_and_server_states_survive_a_rerun_and_reloads(lab, converged):
     assert json.loads(lb(lab, "curl -sf http://127.0.0.1:9001/"))["version"] == VERSIONS["blue"]
 
 
+def test_active_map_and_split_survive_reload_restart_and_rerun(lab, converged):
+    # catalog: green is live (as the flip above left it) and the whole split goes to the idle blue
+    # slot, so it answers 1.0.0 only while both maps hold; cart: 30% to its idle slot.
+    cutover = lb_module(lab, "vmfleet.deploy.haproxy_map", {"entries": [
+        {"map": MAP, "key": "catalog", "value": "catalog_green"},
+        {"map": SPLIT_MAP, "key": "catalog", "value": "100"},
+        {"map": SPLIT_MAP, "key": "cart", "value": "30"},
+    ]})
+    assert cutover["changed"] is True
+    assert [r["runtime_changed"] for r in cutover["results"]] == [False, True, True]
+    expected = ({"catalog": "catalog_green", "cart": "cart_blue"}, {"catalog": "100", "cart": "30"})
+
+    def check(when: str) -> None:
+        live, files = live_and_files(lab)
+        assert live == expected, f"{when}: live maps {live}"
+        assert files == expected, f"{when}: map files {files}"
+        assert versions_served(lab, 8001) == {VERSIONS["blue"]}, when
+        assert {a["version"] for a in keepalive_answers(lab, 8001)} == {VERSIONS["blue"]}, when
+
+    try:
+        check("after haproxy_map")
+        before = processes(lab)
+        lb(lab, "systemctl reload haproxy")
+        reloaded = processes(lab)
+        assert reloaded["master"] == before["master"] and reloaded["worker"] != before["worker"]
+        check("after systemctl reload haproxy")
+
+        lb(lab, "systemctl restart haproxy")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                https_get(lab, 8001)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert processes(lab)["master"] != before["master"], "HAProxy was not restarted"
+        check("after systemctl restart haproxy")
+
+        rerun = converge(lab)
+        assert rerun["stats"]["lb1"]["changed"] == 0, f"the re-run changed: {changed_tasks(rerun, 'lb1')}"
+        check("after a re-run of the role")
+    finally:
+        lb_module(lab, "vmfleet.deploy.haproxy_map", {"entries": [
+            {"map": SPLIT_MAP, "key": "catalog", "value": "0"},
+            {"map": SPLIT_MAP, "key": "cart", "value": "0"},
+        ]})
+
+
 @pytest.mark.parametrize(
     ("case", "bad", "words"),
     [
@@ -347,7 +461,7 @@ def test_flip_and_server_states_survive_a_rerun_and_reloads(lab, converged):
     ],
 )
 def test_bad_input_fails_before_any_change(lab, converged, tmp_path, case, bad, words):
-    fingerprint = "sha256sum /etc/haproxy/haproxy.cfg /etc/haproxy/maps/vmfleet-active.map"
+    fingerprint = f"sha256sum /etc/haproxy/haproxy.cfg {MAP} {SPLIT_MAP}"
     before = (lb(lab, fingerprint), processes(lab)["worker"])
     bad_file = tmp_path / "bad.yml"
     bad_file.write_text(yaml.safe_dump(bad))

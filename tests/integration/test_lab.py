@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, ansible_env, docker_snapshot, run_json
+from .conftest import ROOT, ansible_env, changed_tasks, docker_snapshot, run_json
 
 pytestmark = pytest.mark.lab
 
 SUBNET_PREFIX = "10.77.101"
 REGISTRY = f"{SUBNET_PREFIX}.11:5000"
 APP_HOSTS = 4
+SUDO_USER = "vmfleet"  # the default lab_sudo_user
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,9 @@ def test_lab_is_created_with_every_host(lab):
     assert sorted(groups["app_hosts"]["hosts"]) == [f"app{i}" for i in range(1, APP_HOSTS + 1)]
     assert list(groups["loadbalancers"]["hosts"]) == ["lb1"]
     assert list(groups["registry"]["hosts"]) == ["registry1"]
+    # Root login by default; the non-root sudo user is named for runs that switch to it.
+    assert hosts["all"]["vars"]["ansible_user"] == "root"
+    assert hosts["all"]["vars"]["vmfleet_lab_sudo_user"] == SUDO_USER
     print(f"lab of {APP_HOSTS + 2} hosts created in {lab['create_seconds']:.1f} s")
 
 
@@ -117,6 +121,74 @@ def test_every_host_runs_systemd_as_pid_1(lab):
         check=False,
     )
     assert {h: r["stdout"] for h, r in per_host(state).items()} == {h: "running" for h in per_host(state)}
+
+
+def as_sudo_user(lab: dict, *args: str, check: bool = True) -> dict[str, dict]:
+    """Run an ad-hoc module on every host, logged in as the lab's non-root user.
+
+    The user is the inventory's ``vmfleet_lab_sudo_user``, passed as ``-e ansible_user=...``
+    because the inventory's ``ansible_user: root`` outranks ``-u``.
+    """
+    hosts = yaml.safe_load((lab["inventory"] / "hosts.yml").read_text())
+    user = hosts["all"]["vars"]["vmfleet_lab_sudo_user"]
+    argv = ["ansible", "-i", str(lab["inventory"]), "all", "-e", f"ansible_user={user}", *args]
+    return per_host(run_json(argv, check=check))
+
+
+def test_sudo_user_logs_in_over_ssh_without_privileges(lab):
+    ids = as_sudo_user(lab, "-m", "ansible.builtin.command", "-a", "id -un")
+    assert {h: r["stdout"] for h, r in ids.items()} == {h: SUDO_USER for h in ids}
+    assert len(ids) == APP_HOSTS + 2
+    uids = as_sudo_user(lab, "-m", "ansible.builtin.command", "-a", "id -u")
+    assert all(r["stdout"].isdigit() and r["stdout"] != "0" for r in uids.values()), uids
+    home = as_sudo_user(lab, "-m", "ansible.builtin.stat", "-a", f"path=/home/{SUDO_USER}/.ssh/authorized_keys")
+    assert {(r["stat"]["pw_name"], r["stat"]["mode"]) for r in home.values()} == {(SUDO_USER, "0600")}
+
+
+def test_sudo_user_has_passwordless_sudo(lab):
+    # -n: sudo fails rather than asking for a password.
+    uids = as_sudo_user(lab, "-m", "ansible.builtin.command", "-a", "sudo -n id -u")
+    assert {h: r["stdout"] for h, r in uids.items()} == {h: "0" for h in uids}
+    # The rule lives in sudoers.d, owned by root, mode 0440, and the whole sudoers passes visudo.
+    check = as_sudo_user(lab, "-b", "-m", "ansible.builtin.command", "-a", "visudo -c")
+    assert all(r["rc"] == 0 for r in check.values()), check
+    rule = as_sudo_user(lab, "-m", "ansible.builtin.stat", "-a", "path=/etc/sudoers.d/vmfleet-lab")
+    assert {(r["stat"]["pw_name"], r["stat"]["mode"]) for r in rule.values()} == {("root", "0440")}
+
+
+def test_become_works_for_the_sudo_user(lab):
+    # `ansible all -u vmfleet -b -m command -a 'id -u'` (the -e of as_sudo_user makes -u take effect).
+    uids = as_sudo_user(lab, "-u", SUDO_USER, "-b", "-m", "ansible.builtin.command", "-a", "id -u")
+    assert {h: r["stdout"] for h, r in uids.items()} == {h: "0" for h in uids}
+    shadow = as_sudo_user(lab, "-b", "-m", "ansible.builtin.slurp", "-a", "src=/etc/shadow")
+    assert all(not r.get("failed") and r["content"] for r in shadow.values()), shadow
+
+
+def test_sudo_user_cannot_read_root_only_files_without_become(lab):
+    # The login really is unprivileged: the same read as above, without become, fails everywhere.
+    shadow = as_sudo_user(lab, "-m", "ansible.builtin.slurp", "-a", "src=/etc/shadow", check=False)
+    assert len(shadow) == APP_HOSTS + 2
+    assert all(r.get("failed") for r in shadow.values()), shadow
+    assert {r["msg"] for r in shadow.values()} == {"File is not readable: /etc/shadow"}
+
+
+def test_a_login_user_the_lab_does_not_make_is_refused_before_any_change(lab):
+    before = docker_snapshot()
+    refused = run_json(
+        ["ansible-playbook", "playbooks/lab.yml", "-e", f"@{lab['vars_file']}", "-e", "lab_login_user=alice"],
+        check=False,
+    )
+    assert refused["rc"] != 0
+    stats = refused["stats"]["localhost"]
+    assert stats["failures"] == 1 and stats["changed"] == 0
+    messages = [
+        outcome["msg"]
+        for play in refused["plays"]
+        for task in play["tasks"]
+        if (outcome := task["hosts"].get("localhost", {})).get("failed")
+    ]
+    assert len(messages) == 1 and "lab_login_user=alice" in messages[0] and "'root'" in messages[0], messages
+    assert docker_snapshot() == before
 
 
 def _registry_request(path: str, context: ssl.SSLContext, auth: str | None = None) -> http.client.HTTPResponse:
@@ -163,6 +235,29 @@ def test_registry_refuses_an_unauthenticated_push(lab, tmp_path):
         assert accepted.returncode == 0, accepted.stderr
     finally:
         subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
+
+
+def test_inventory_can_log_in_as_the_sudo_user(lab, tmp_path):
+    # The same lab, its inventory written elsewhere with lab_login_user set to the sudo user.
+    inventory = tmp_path / "inventory"
+    shutil.copytree(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
+    result = run_json(
+        [
+            "ansible-playbook", "playbooks/lab.yml", "-e", f"@{lab['vars_file']}",
+            "-e", f"lab_login_user={SUDO_USER}", "-e", f"lab_inventory_dir={inventory}",
+        ]
+    )
+    # The users are in place already: only the new inventory and the env file pointing at it change.
+    changed = {name.split(" : ", 1)[-1] for name in changed_tasks(result, "localhost")}
+    assert changed <= {
+        "Write the lab inventory",
+        "Write the lab's environment file for shell tools (make images, tests)",
+    }
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    assert hosts["all"]["vars"]["ansible_user"] == SUDO_USER
+    ids = per_host(run_json(["ansible", "-i", str(inventory), "all", "-m", "ansible.builtin.command", "-a", "id -un"]))
+    assert {h: r["stdout"] for h, r in ids.items()} == {h: SUDO_USER for h in ids}
+    assert len(ids) == APP_HOSTS + 2
 
 
 def test_make_clean_restores_docker_state(lab):

@@ -14,6 +14,15 @@ A request with the header ``x-server: <name>`` goes to that server, so a test
 can keep a session open on one server. ``LoadProbe`` sends a bounded load
 through the frontend and counts every failed request.
 
+``haproxy_role_lab`` is the same HAProxy, but with the frontend and backends
+that the haproxy role writes: ``roles/haproxy/templates/haproxy.cfg.j2`` is
+rendered by Ansible's own template module (``render_role_config``) for one
+service ``svc`` whose single host ``app1`` (127.0.0.1) serves the app servers
+``blue1`` (blue slot) and ``green1`` (green slot), with the role's two maps,
+``vmfleet-active.map`` and ``vmfleet-split.map``, in the lab's directory. Only
+the ``global`` section is the test's own (sockets and files in the lab's
+directory, no chroot, no user switch).
+
 Only 127.0.0.1 is used. Every wait and loop is bounded in time and count.
 A test module makes the fixture available with::
 
@@ -25,11 +34,13 @@ A test module makes the fixture available with::
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +52,8 @@ import pytest
 
 HAPROXY = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else shutil.which("haproxy")
 SERVERS = {"svc_blue": ("blue1", "blue2"), "svc_green": ("green1", "green2")}
+ROOT = Path(__file__).resolve().parents[2]
+ROLE_DIR = ROOT / "roles" / "haproxy"
 
 
 def free_port() -> int:
@@ -216,6 +229,7 @@ class HAProxyLab:
         self.config_file = self.tmp / "haproxy.cfg"
         self.log_file = self.tmp / "haproxy.log"
         self.apps = {name: AppServer(name) for names in SERVERS.values() for name in names}
+        self.servers = SERVERS  # backend -> its servers' names in HAProxy
         self.proc = None
 
     # -- set-up
@@ -230,10 +244,13 @@ class HAProxyLab:
             backends += BACKEND.format(backend=backend, use_server=use_server, servers=servers)
         return CONFIG.format(tmp=self.tmp, port=self.port, cli_port=self.cli_port, backends=backends)
 
+    def write_maps(self):
+        self.map_file.write_text(MAP_FILE)
+
     def start(self):
         for app in self.apps.values():
             app.start()
-        self.map_file.write_text(MAP_FILE)
+        self.write_maps()
         self.config_file.write_text(self.config())
         self._log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(
@@ -298,7 +315,7 @@ class HAProxyLab:
 
     def all_up(self) -> bool:
         stats = self.stats()
-        return all(stats[(b, s)]["status"] == "UP" for b, names in SERVERS.items() for s in names)
+        return all(stats[(b, s)]["status"] == "UP" for b, names in self.servers.items() for s in names)
 
     def wait_status(self, backend: str, server: str, status: str, timeout: float = 5.0):
         return wait_for(
@@ -361,6 +378,165 @@ class HAProxyLab:
         thread.result = result
         thread.start()
         return thread
+
+
+# ------------------------------------------------- the haproxy role's config
+def render_role_config(tmp: Path, role_vars: dict, app_hosts: dict) -> str:
+    """``roles/haproxy/templates/haproxy.cfg.j2`` rendered by Ansible's template module.
+
+    The variables are the role's (defaults/main.yml, vars/main.yml,
+    vars/Debian.yml) with ``role_vars`` over them; the inventory's group
+    ``app_hosts`` holds ``app_hosts`` (``{hostname: address}``).
+    """
+    tmp = Path(tmp)
+    inventory = {
+        "all": {
+            "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+            "children": {
+                "app_hosts": {"hosts": {name: {"ansible_host": address} for name, address in app_hosts.items()}}
+            },
+        }
+    }
+    dest = tmp / "role-haproxy.cfg"
+    playbook = [
+        {
+            "name": "Render the haproxy role's configuration",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(ROLE_DIR / f) for f in ("defaults/main.yml", "vars/main.yml", "vars/Debian.yml")],
+            "tasks": [
+                {
+                    "name": "Render haproxy.cfg.j2",
+                    "ansible.builtin.template": {"src": str(ROLE_DIR / "templates/haproxy.cfg.j2"), "dest": str(dest)},
+                }
+            ],
+        }
+    ]
+    (tmp / "render-inventory.json").write_text(json.dumps(inventory))
+    (tmp / "render-play.json").write_text(json.dumps(playbook))
+    (tmp / "render-vars.json").write_text(json.dumps(role_vars))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        PATH="%s%s%s" % (Path(sys.executable).parent, os.pathsep, os.environ.get("PATH", "")),
+    )
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(tmp / "render-inventory.json"),
+            "-e",
+            "@%s" % (tmp / "render-vars.json"),
+            str(tmp / "render-play.json"),
+        ],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError("rendering haproxy.cfg.j2 failed:\n%s\n%s" % (proc.stdout, proc.stderr))
+    return dest.read_text()
+
+
+ACTIVE_MAP_FILE = """\
+# Active backend of each vmfleet service: "<service> <service>_blue|green".
+svc svc_blue
+"""
+SPLIT_MAP_FILE = """\
+# Share of each vmfleet service's new requests sent to its idle slot: "<service> <percent>".
+svc 0
+"""
+
+
+class RoleHAProxyLab(HAProxyLab):
+    """HAProxy with the haproxy role's frontend, preview frontend and backends for one service ``svc``."""
+
+    def __init__(self, tmp_path: Path):
+        super().__init__(tmp_path)
+        self.map_file = self.tmp / "vmfleet-active.map"
+        self.split_map_file = self.tmp / "vmfleet-split.map"
+        self.preview_port = free_port()
+        self.servers = {"svc_blue": ("app1",), "svc_green": ("app1",)}
+        self.role_config = None  # the template as rendered, global section included
+
+    def write_maps(self):
+        self.map_file.write_text(ACTIVE_MAP_FILE)
+        self.split_map_file.write_text(SPLIT_MAP_FILE)
+
+    # Rendering through ansible-playbook takes seconds: the template is rendered
+    # once per test session with stand-ins for the lab's directory and ports
+    # (valid values, so the template sees what it would see), which each lab
+    # then replaces with its own.
+    _STAND_INS = {"tmp": "/vmfleet-role-lab", "port": 60601, "preview": 60602, "blue": 60603, "green": 60604}
+    _rendered: dict = {}
+
+    @classmethod
+    def role_vars(cls) -> dict:
+        tmp = cls._STAND_INS["tmp"]
+        return {
+            "haproxy_services": [
+                {
+                    "name": "svc",
+                    "frontend_port": cls._STAND_INS["port"],
+                    "preview_port": cls._STAND_INS["preview"],
+                    "ports": {"blue": cls._STAND_INS["blue"], "green": cls._STAND_INS["green"]},
+                    "health": {"path": "/healthz", "status_code": [200]},
+                }
+            ],
+            "haproxy_frontend_bind_address": "127.0.0.1",
+            "haproxy_preview_bind_address": "127.0.0.1",
+            "haproxy_tls_cert_file": "",
+            "haproxy_tls_key_file": "",
+            "haproxy_map_dir": tmp,
+            "haproxy_active_map_file": tmp + "/vmfleet-active.map",
+            "haproxy_split_map_file": tmp + "/vmfleet-split.map",
+            "haproxy_runtime_socket": tmp + "/admin.sock",
+            "haproxy_server_state_file": tmp + "/server-state",
+            "haproxy_timeout_connect": "1s",
+            "haproxy_check_inter": "200ms",
+            "haproxy_check_fastinter": "200ms",
+            "haproxy_check_downinter": "200ms",
+            "haproxy_check_fall": 2,
+            "haproxy_check_rise": 1,
+            "__haproxy_version": "2.6",
+        }
+
+    def config(self) -> str:
+        if "text" not in self._rendered:
+            render_dir = Path(tempfile.mkdtemp(prefix="hxrender-"))
+            try:
+                self._rendered["text"] = render_role_config(render_dir, self.role_vars(), {"app1": "127.0.0.1"})
+            finally:
+                shutil.rmtree(render_dir, ignore_errors=True)
+        text = self._rendered["text"]
+        stand_ins = self._STAND_INS
+        for name, value in (
+            ("port", self.port),
+            ("preview", self.preview_port),
+            ("blue", self.apps["blue1"].port),
+            ("green", self.apps["green1"].port),
+        ):
+            assert text.count(":%d" % stand_ins[name]) == 1, "the template should render port %s once" % name
+            text = text.replace(":%d" % stand_ins[name], ":%d" % value)
+        self.role_config = text.replace(stand_ins["tmp"] + "/", str(self.tmp) + "/")
+        # The test's own global section (the fixture's), then the role's defaults, frontends and backends.
+        own_global = CONFIG.format(tmp=self.tmp, port=self.port, cli_port=self.cli_port, backends="")
+        own_global = own_global[: own_global.index("\ndefaults\n")]
+        return own_global + self.role_config[self.role_config.index("\ndefaults\n") :]
+
+    def get_preview(self, timeout: float = 5.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.preview_port, timeout=timeout)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
 
 
 # ----------------------------------------------------------------- load probe
@@ -459,6 +635,15 @@ class LoadProbe:
 # -------------------------------------------------------------------- fixture
 @pytest.fixture(name="haproxy_lab")
 def haproxy_lab_fixture():
+    yield from _lab(HAProxyLab)
+
+
+@pytest.fixture(name="haproxy_role_lab")
+def haproxy_role_lab_fixture():
+    yield from _lab(RoleHAProxyLab)
+
+
+def _lab(cls):
     if not HAPROXY or not os.access(HAPROXY, os.X_OK):
         # Fail, not skip: a missing haproxy must not let the whole suite pass unseen.
         pytest.fail("HAProxy is not installed (/usr/sbin/haproxy); `make test` (scripts/host-deps.sh) installs it")
@@ -468,7 +653,7 @@ def haproxy_lab_fixture():
     if len(short) > 80:
         shutil.rmtree(short)
         short = tempfile.mkdtemp(prefix="hxlab-", dir="/tmp")
-    lab = HAProxyLab(Path(short))
+    lab = cls(Path(short))
     try:
         lab.start()
         yield lab

@@ -9,49 +9,37 @@ file order: each starts from the state the previous one left.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from loadprobe import LoadProbe, format_summary  # noqa: E402
-
-INVENTORY = ROOT / "molecule" / "rolling" / "inventory"
-LB = "10.77.111.10"
-FRONTEND = f"https://{LB}:8001/"
-CA = ROOT / ".lab" / "molecule-rolling" / "pki" / "ca.crt"
-HOSTS = ["app1", "app2", "app3", "app4"]
-MIN_RPS = 50  # per probe, for the whole rollout
-
-
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    env.pop("ANSIBLE_STDOUT_CALLBACK", None)
-    # Plain text: the tests read the play recap.
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return env
+sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+                       / "tests" / "integration"))
+from fleet import (  # noqa: E402
+    CA,
+    HOSTS,
+    INVENTORY,
+    REGISTRY,
+    ROOT,
+    adhoc,
+    ansible_env,
+    assert_no_failures,
+    ledgers,
+    probes,
+    served_versions,
+    servers,
+)
 
 
-def adhoc(pattern: str, module: str, args: str | dict) -> dict[str, dict]:
-    """Run an ad-hoc module and return {host: result}."""
-    env = ansible_env()
-    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    argv = ["ansible", "-i", str(INVENTORY), pattern, "-m", module, "-a",
-            args if isinstance(args, str) else json.dumps(args)]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    result = json.loads(proc.stdout[proc.stdout.index("{"):])
-    return result["plays"][0]["tasks"][0]["hosts"]
+def start_times() -> dict[str, str]:
+    out = adhoc("app_hosts", "ansible.builtin.command", "docker inspect catalog-blue")
+    return {h: json.loads(r["stdout"])[0]["State"]["StartedAt"] for h, r in out.items()}
 
 
 def rolling(version: str, batch, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -63,55 +51,13 @@ def rolling(version: str, batch, *extra: str, check: bool = True) -> subprocess.
     return proc
 
 
-@contextmanager
-def probes(seconds: float = 600):
-    """Two bounded probes through HAProxy for the duration of the block."""
-    keepalive = LoadProbe(FRONTEND, threads=3, keepalive=True, seconds=seconds, max_requests=120000,
-                          rate=100, cafile=str(CA))
-    fresh = LoadProbe(FRONTEND, threads=3, keepalive=False, seconds=seconds, max_requests=120000,
-                      rate=100, cafile=str(CA))
-    with keepalive, fresh:
-        time.sleep(1)
-        yield keepalive, fresh
-        time.sleep(1)
-
-
-def assert_no_failures(*probe_list: LoadProbe) -> list[dict]:
-    results = [p.result() for p in probe_list]
-    for r in results:
-        print(format_summary(r))
-        assert r["failed"] == 0, format_summary(r)
-        assert r["rps"] >= MIN_RPS, format_summary(r)
-    return results
-
-
-def ledgers() -> dict[str, dict]:
-    found = adhoc("app_hosts", "ansible.builtin.slurp", "src=/var/lib/vmfleet/catalog/ledger.json")
-    return {h: json.loads(base64.b64decode(r["content"])) for h, r in found.items()}
-
-
-def served_versions() -> dict[str, str]:
-    answers = adhoc("app_hosts", "ansible.builtin.uri", "url=http://127.0.0.1:8101/ return_content=true")
-    return {h: r["json"]["version"] for h, r in answers.items()}
-
-
-def start_times() -> dict[str, str]:
-    out = adhoc("app_hosts", "ansible.builtin.command", "docker inspect catalog-blue")
-    return {h: json.loads(r["stdout"])[0]["State"]["StartedAt"] for h, r in out.items()}
-
-
-def servers() -> dict[str, dict]:
-    stats = adhoc("loadbalancers", "vmfleet.deploy.haproxy_stats", {"backends": ["catalog_blue"]})
-    return next(iter(stats.values()))["backends"]["catalog_blue"]["servers"]
-
-
 def assert_fleet_on(version: str, previous: str | None) -> None:
     assert served_versions() == dict.fromkeys(HOSTS, version)
     for host, ledger in ledgers().items():
         assert ledger["current"]["version"] == version, host
         if previous is not None:
             assert ledger["previous"]["version"] == previous, host
-    state = {h: (s["status"], s["admin_state"]) for h, s in servers().items()}
+    state = {h: (s["status"], s["admin_state"]) for h, s in servers("catalog_blue").items()}
     assert state == dict.fromkeys(HOSTS, ("UP", "ready")), state
 
 
@@ -161,8 +107,12 @@ def test_bad_version_rolls_back_the_first_batch():
     assert "Rolling deployment of catalog 1.2.0-bad failed and was stopped: app1 failed" in proc.stdout
     assert "health gate" in proc.stdout
     assert_no_failures(*running)
-    # The fleet is on 1.1.0; app1's ledger shows the bad version never became current.
-    assert_fleet_on("1.1.0", previous=None)
+    # The fleet is on 1.1.0 and the last good release before it is still previous:
+    # on app1 the bad version never became current, and its failure is history.
+    assert_fleet_on("1.1.0", previous="1.0.0")
+    failed = ledgers()["app1"]["history"][0]
+    assert (failed["event"], failed["version"]) == ("failed", "1.2.0-bad"), failed
+    assert "health" in failed["reason"], failed
     results = running[0].result()["versions"] | running[1].result()["versions"]
     assert set(results) == {"1.1.0"}, results
 
@@ -187,12 +137,13 @@ def test_interrupted_rollout_is_completed_by_running_it_again():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-        interrupted = servers()
+        # At the moment of the interruption the rollout is half-way: a server is out of rotation.
+        interrupted = servers("catalog_blue")
+        assert any(s["admin_state"] != "ready" for s in interrupted.values()), (
+            f"the interruption came too late to test anything: {interrupted}"
+        )
         rolling("1.0.0", 1)
     assert_no_failures(*running)
-    assert any(s["admin_state"] != "ready" for s in interrupted.values()) or served_versions() != dict.fromkeys(
-        HOSTS, "1.0.0"
-    ), "the interruption came too late to test anything"
     assert_fleet_on("1.0.0", previous="1.1.0")
 
 
@@ -205,7 +156,7 @@ def _lab_is_there():
 def test_policy_all_rolls_back_every_host_this_run_changed():
     # A fault on app3 only: it cannot reach the registry, so pulling 1.3.0 (which
     # no host has yet) fails there, after app1 and app2 were already moved.
-    block = "iptables -I OUTPUT -p tcp -d 10.77.111.11 --dport 5000 -j REJECT"
+    block = f"iptables -I OUTPUT -p tcp -d {REGISTRY} --dport 5000 -j REJECT"
     assert adhoc("app3", "ansible.builtin.command", block)["app3"]["rc"] == 0
     try:
         with probes() as running:
@@ -215,8 +166,12 @@ def test_policy_all_rolls_back_every_host_this_run_changed():
     assert proc.returncode != 0
     assert "app3 failed" in proc.stdout and "policy all" in proc.stdout, proc.stdout[-3000:]
     assert_no_failures(*running)
-    # app1 and app2 had reached 1.3.0; all four are back on 1.0.0.
-    assert_fleet_on("1.0.0", previous=None)
+    # app1 and app2 had reached 1.3.0; all four are back on 1.0.0, and 1.3.0,
+    # rolled back, is history and never previous.
+    assert_fleet_on("1.0.0", previous="1.1.0")
     current = ledgers()
-    assert current["app1"]["previous"]["version"] == "1.3.0"
-    assert current["app4"]["previous"]["version"] == "1.1.0"  # app4 was never touched
+    for host in ("app1", "app2"):
+        rolled = [e for e in current[host]["history"] if e["event"] == "rolled_back"]
+        assert rolled and rolled[0]["version"] == "1.3.0", current[host]["history"][:3]
+    assert current["app3"]["history"][0]["event"] == "failed"
+    assert not [e for e in current["app4"]["history"] if e.get("version") == "1.3.0"]  # app4 was never touched

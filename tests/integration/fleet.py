@@ -1,0 +1,125 @@
+"""Helpers for the Molecule scenarios that deploy to the four-host lab fleet.
+
+The rolling and blue_green scenarios share one lab (``vmfleet-roll``, see
+molecule/shared/vars/lab_fleet.yml) and one inventory
+(molecule/shared/fleet/inventory). These helpers drive the real playbooks and
+ad-hoc modules through that inventory, and run the two bounded load probes
+(keep-alive, and a new connection per request) through HAProxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from loadprobe import LoadProbe, format_summary
+
+ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
+INVENTORY = ROOT / "molecule" / "shared" / "fleet" / "inventory"
+LB = "10.77.111.10"
+REGISTRY = "10.77.111.11"
+FRONTEND = f"https://{LB}:8001/"
+CA = ROOT / ".lab" / "molecule-rolling" / "pki" / "ca.crt"
+HOSTS = ["app1", "app2", "app3", "app4"]
+MIN_RPS = 100  # per probe, over the whole run
+ACTIVE_MAP = "/etc/haproxy/maps/vmfleet-active.map"
+SPLIT_MAP = "/etc/haproxy/maps/vmfleet-split.map"
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env.pop("ANSIBLE_STDOUT_CALLBACK", None)
+    # Plain text: the tests read the play recap.
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return env
+
+
+def adhoc(pattern: str, module: str, args: str | dict, become: bool = False) -> dict[str, dict]:
+    """Run an ad-hoc module and return {host: result}."""
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    argv = ["ansible", "-i", str(INVENTORY), pattern, "-m", module, "-a",
+            args if isinstance(args, str) else json.dumps(args)] + (["--become"] if become else [])
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    return result["plays"][0]["tasks"][0]["hosts"]
+
+
+def playbook(name: str, *extra: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run playbooks/<name> on the fleet inventory; assert rc 0 unless check=False."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), f"playbooks/{name}", *extra]
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    return proc
+
+
+def recap(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stdout.splitlines() if line.startswith(("app", "lb1", "localhost")) and "ok=" in line]
+
+
+@contextmanager
+def probes(seconds: float = 600, rate: float = 150):
+    """Two bounded probes through HAProxy's HTTPS frontend for the duration of the block."""
+    keepalive = LoadProbe(FRONTEND, threads=3, keepalive=True, seconds=seconds, max_requests=150000,
+                          rate=rate, cafile=str(CA))
+    fresh = LoadProbe(FRONTEND, threads=4, keepalive=False, seconds=seconds, max_requests=150000,
+                      rate=rate, cafile=str(CA))
+    with keepalive, fresh:
+        time.sleep(1)
+        yield keepalive, fresh
+        time.sleep(1)
+
+
+def assert_no_failures(*probe_list: LoadProbe, min_rps: float = MIN_RPS) -> list[dict]:
+    results = [p.result() for p in probe_list]
+    for r in results:
+        print(format_summary(r))
+        assert r["failed"] == 0, format_summary(r)
+        assert r["rps"] >= min_rps, format_summary(r)
+    return results
+
+
+def started_after(probe: LoadProbe, epoch: float) -> list:
+    """The probe's successful records that started after the wall-clock time ``epoch``."""
+    t0 = probe.result()["started_at"]
+    return [r for r in probe.records() if r.ok and t0 + r.start > epoch]
+
+
+def ledgers() -> dict[str, dict]:
+    found = adhoc("app_hosts", "ansible.builtin.slurp", "src=/var/lib/vmfleet/catalog/ledger.json")
+    return {h: json.loads(base64.b64decode(r["content"])) for h, r in found.items()}
+
+
+def served_versions(port: int = 8101) -> dict[str, str | None]:
+    """{host: version} the slot on ``port`` answers on each app host (None when nothing answers)."""
+    answers = adhoc("app_hosts", "ansible.builtin.uri", f"url=http://127.0.0.1:{port}/ return_content=true timeout=3")
+    return {h: (r.get("json") or {}).get("version") for h, r in answers.items()}
+
+
+def containers(slot: str) -> dict[str, str | None]:
+    """{host: StartedAt of catalog-<slot>, or None when there is no such container}."""
+    out = adhoc("app_hosts", "ansible.builtin.command", f"docker inspect catalog-{slot}")
+    return {h: (json.loads(r["stdout"])[0]["State"]["StartedAt"] if r.get("rc") == 0 else None)
+            for h, r in out.items()}
+
+
+def servers(backend: str = "catalog_blue") -> dict[str, dict]:
+    stats = adhoc("loadbalancers", "vmfleet.deploy.haproxy_stats", {"backends": [backend]})
+    return next(iter(stats.values()))["backends"][backend]["servers"]
+
+
+def live_maps() -> tuple[str, int]:
+    """(active backend, split percent) of catalog, live in HAProxy."""
+    info = adhoc("loadbalancers", "vmfleet.deploy.haproxy_map_info", {"maps": [ACTIVE_MAP, SPLIT_MAP]})
+    maps = next(iter(info.values()))["maps"]
+    return maps[ACTIVE_MAP]["catalog"], int(maps[SPLIT_MAP]["catalog"])
