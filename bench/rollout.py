@@ -3,13 +3,21 @@ sum of the waits no rollout can avoid (drain, container health, HTTP gates,
 waiting for UP), measured in the same run.
 
 It makes a lab of its own (vmfleet-bench, 8 app hosts), bootstraps catalog
-1.0.0 behind HAProxy, then times playbooks/rolling.yml (batch 1) over 8 hosts
-and over 4 of them (--limit), each run moving every host in its scope to the
-other version (1.0.0 <-> 1.1.0), with a load probe running. The unavoidable
-waits come from the json callback's task timings.
-The lab is removed at the end.
+1.0.0 behind HAProxy, then times playbooks/rolling.yml (batch 1) RUNS times
+over 8 hosts and RUNS times over 4 of them (--limit), each run moving every
+host in its scope to the other version (1.0.0 <-> 1.1.0). Two load probes go
+through HAProxy during every timed run: one keep-alive, one opening a new
+connection per request. The unavoidable waits come from the json callback's
+task timings. The lab is removed at the end.
 
-    .venv/bin/python bench/rollout.py [--record] [--keep]
+Each figure is the median over the runs, with min and max. When any request
+of either probe failed, or a probe stopped before the rollout ended, the
+bench says so, exits 1 and records nothing.
+
+    .venv/bin/python bench/rollout.py [--runs 3] [--record] [--keep]
+
+--record puts the two rows into the table of bench/RESULTS.md, replacing the
+earlier rows of the same benchmark.
 """
 
 from __future__ import annotations
@@ -19,16 +27,16 @@ import datetime
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from loadprobe import LoadProbe  # noqa: E402
-
+RESULTS = ROOT / "bench" / "RESULTS.md"
 SUBNET = "10.77.112"
 # Tasks that only wait for something the rollout cannot go faster than.
 WAITS = (
@@ -38,6 +46,123 @@ WAITS = (
     "Gate on HTTP health from the load balancer",
     "Set the server ready and wait until it is UP",
 )
+# Both probe modes (tests/integration/loadprobe.py), as LoadProbe's `keepalive`.
+PROBE_MODES = {"keep-alive": True, "new connection": False}
+# Per probe: 2 threads at <= 25 req/s (50 req/s in all), bounded in time and requests.
+PROBE_BOUNDS = {"threads": 2, "rate": 25, "seconds": 600, "max_requests": 20000}
+SCOPES = (8, 4)  # hosts per timed run, in this order
+VERSIONS = ("1.0.0", "1.1.0")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed rollout and what the load probes saw during it."""
+
+    hosts: int
+    version: str
+    wall: float  # seconds
+    waits: float  # seconds of unavoidable waits, summed over hosts
+    # probe mode -> the probe's summary: at least total, failed, errors; covered (still running when the
+    # rollout ended, so it saw all of it).
+    probes: dict[str, dict]
+
+
+# ------------------------------------------------------------------ pure functions
+
+
+def run_plan(runs: int) -> list[tuple[int, str]]:
+    """(hosts, version) of every timed run: `runs` over each scope, each moving the scope to the other version.
+
+    Every host starts on VERSIONS[0]; the 4-host scope is the first half of the 8 hosts.
+    """
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    plan, current = [], VERSIONS[0]
+    for hosts in SCOPES:
+        for _run in range(runs):
+            current = VERSIONS[1] if current == VERSIONS[0] else VERSIONS[0]
+            plan.append((hosts, current))
+    return plan
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) of the values."""
+    if not values:
+        raise ValueError("no values")
+    return statistics.median(values), min(values), max(values)
+
+
+def failures(runs: list[Run]) -> list[str]:
+    """Why the runs cannot be recorded: one sentence per probe that failed requests or missed part of a rollout."""
+    problems = []
+    for run in runs:
+        for mode, probe in run.probes.items():
+            where = f"{run.hosts} hosts -> {run.version}, {mode} probe"
+            if probe["failed"]:
+                errors = ", ".join(f"{kind}: {count}" for kind, count in sorted(probe.get("errors", {}).items()))
+                problems.append(f"{where}: {probe['failed']} of {probe['total']} requests failed ({errors})")
+            if not probe.get("covered", True):
+                problems.append(f"{where}: the probe hit its bound before the rollout ended")
+    if not runs:
+        problems.append("no timed run")
+    return problems
+
+
+def result_rows(runs: list[Run], date: datetime.date) -> list[str]:
+    """The RESULTS.md table rows, one per scope: medians (min-max) over the runs of that scope."""
+    rows = []
+    for hosts in sorted({run.hosts for run in runs}):
+        mine = [run for run in runs if run.hosts == hosts]
+        wall, wall_min, wall_max = spread([run.wall for run in mine])
+        wait, wait_min, wait_max = spread([run.waits for run in mine])
+        requests = "; ".join(
+            f"{mode} {sum(run.probes[mode]['failed'] for run in mine)} of "
+            f"{sum(run.probes[mode]['total'] for run in mine)}"
+            for mode in PROBE_MODES
+        )
+        ratio = f"{wall / wait:.2f}" if wait else "n/a"
+        rows.append(
+            f"| {date} | rolling, batch 1, {hosts} hosts | {wall:.1f} s ({wall_min:.1f}–{wall_max:.1f}) "
+            f"| {', '.join(f'{run.wall:.1f}' for run in mine)} "
+            f"| unavoidable waits {wait:.1f} s ({wait_min:.1f}–{wait_max:.1f}), median wall/waits {ratio}, "
+            f"failed requests: {requests} | - |"
+        )
+    return rows
+
+
+def benchmark_of(row: str) -> str | None:
+    """The benchmark column of a RESULTS.md table row, None for other lines (header, rule, text)."""
+    if not row.startswith("|"):
+        return None
+    cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+    if len(cells) < 2 or cells[0] == "date" or set(cells[0]) <= set("-: "):
+        return None
+    return cells[1]
+
+
+def updated_results(text: str, rows: list[str]) -> str:
+    """RESULTS.md's text with `rows` in its (first) table.
+
+    A row replaces the table's row of the same benchmark, where there is one, in place;
+    the others go after the table's last row. Everything else is kept as it is.
+    """
+    lines = text.splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    if not table:
+        raise ValueError("RESULTS.md has no table")
+    end = table[0]
+    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+        end += 1
+    new = {benchmark_of(row): row for row in rows}
+    for i in range(table[0], end + 1):
+        benchmark = benchmark_of(lines[i])
+        if benchmark in new:
+            lines[i] = new.pop(benchmark)
+    lines[end + 1 : end + 1] = list(new.values())
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the bench
 
 
 def env(json_output: bool = False) -> dict[str, str]:
@@ -69,69 +194,97 @@ def waits(result: dict) -> float:
     return total
 
 
+def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: str) -> Run:
+    if str(ROOT / "tests" / "integration") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from loadprobe import LoadProbe
+
+    limit = ["--limit", ",".join(f"app{i}" for i in range(1, hosts + 1))]
+    probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **PROBE_BOUNDS)
+              for mode, keepalive in PROBE_MODES.items()}
+    for probe in probes.values():
+        probe.start()
+    try:
+        started = time.monotonic()
+        proc = play(*inv, "playbooks/rolling.yml", *limit, "-e", "service=catalog", "-e", f"version={version}",
+                    json_output=True)
+        wall = time.monotonic() - started
+        covered = {mode: probe.running for mode, probe in probes.items()}
+    finally:
+        for probe in probes.values():
+            probe.stop()
+    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # The playbook's timeline says how many hosts each batch replaced.
+    replaced = sum(int(n) for n in re.findall(r"\((\d+) replaced\)", proc.stdout))
+    if replaced != hosts:
+        timeline = [m for p in result["plays"] for t in p["tasks"]
+                    for m in t["hosts"].get("localhost", {}).get("msg", []) if "batch" in str(m)]
+        sys.exit(f"{hosts} hosts -> {version}: {replaced} replaced, so the bench measured the wrong"
+                 f" thing:\n{timeline}")
+    summaries = {mode: dict(probe.result(), covered=covered[mode]) for mode, probe in probes.items()}
+    return Run(hosts, version, wall, waits(result), summaries)
+
+
+def set_up(lab: Path, inv: list[str]) -> None:
+    """Make the bench lab, push catalog's images, and run catalog VERSIONS[0] on every host behind HAProxy."""
+    play("playbooks/lab.yml", "-e", f"@{lab}")
+    lab_env = dict(line.split("=", 1) for line in (ROOT / ".lab/bench/lab.env").read_text().split())
+    subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
+                            VERSIONS=" ".join(VERSIONS), DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
+    play(*inv, "playbooks/loadbalancers.yml")
+    play(*inv, "playbooks/bootstrap.yml", "-e", '{"vmfleet_only": ["catalog"]}')
+    # Untimed: every host on VERSIONS[0], whatever an earlier (kept) bench left.
+    play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={VERSIONS[0]}", "-e",
+         '{"vmfleet_batch": "100%"}')
+
+
+def tear_down(lab: Path) -> None:
+    play("playbooks/lab.yml", "-e", f"@{lab}", "-e", "lab_state=absent")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", action="store_true", help="append the result to bench/RESULTS.md")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per scope (default 3)")
+    parser.add_argument("--record", action="store_true", help="put the result into bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the bench lab")
     args = parser.parse_args()
+    plan = run_plan(args.runs)
 
+    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="vmfleet-bench-") as tmp:
         inventory = Path(tmp) / "inventory"
         (inventory / "group_vars" / "all").mkdir(parents=True)
-        for name in ("connection.yml", "registry.yml", "shop.yml"):
-            (inventory / "group_vars" / "all" / name).symlink_to(ROOT / "inventories/lab/group_vars/all" / name)
+        # The lab inventory's shared settings (connection, registry, the shop's services).
+        for shared in sorted((ROOT / "inventories/lab/group_vars/all").glob("*.yml")):
+            (inventory / "group_vars" / "all" / shared.name).symlink_to(shared)
         lab = Path(tmp) / "lab.yml"
         lab.write_text(f"lab_name: vmfleet-bench\nlab_subnet: {SUBNET}.0/24\nlab_app_hosts: 8\n"
                        f"lab_state_dir: {ROOT}/.lab/bench\nlab_inventory_dir: {inventory}\n")
         inv = ["-i", str(inventory)]
         try:
-            play("playbooks/lab.yml", "-e", f"@{lab}")
-            lab_env = dict(line.split("=", 1) for line in (ROOT / ".lab/bench/lab.env").read_text().split())
-            subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
-                                    VERSIONS="1.0.0 1.1.0", DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
-            play(*inv, "playbooks/loadbalancers.yml")
-            play(*inv, "playbooks/bootstrap.yml", "-e", '{"vmfleet_only": ["catalog"]}')
-            # Untimed: every host on 1.0.0, whatever an earlier (kept) bench left.
-            play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", "version=1.0.0", "-e",
-                 '{"vmfleet_batch": "100%"}')
-            url = f"https://{SUBNET}.10:8001/"
-            rows = []
-            # Every run moves every host in its scope to the other version.
-            for hosts, version in ((8, "1.1.0"), (8, "1.0.0"), (4, "1.1.0"), (4, "1.0.0")):
-                limit = ["--limit", ",".join(f"app{i}" for i in range(1, hosts + 1))]
-                with LoadProbe(url, threads=2, keepalive=True, seconds=600, max_requests=100000, rate=50,
-                               cafile=str(ROOT / ".lab/bench/pki/ca.crt")) as probe:
-                    started = time.monotonic()
-                    proc = play(*inv, "playbooks/rolling.yml", *limit, "-e", "service=catalog", "-e",
-                                f"version={version}", json_output=True)
-                    wall = time.monotonic() - started
-                result = json.loads(proc.stdout[proc.stdout.index("{"):])
-                # The playbook's timeline says how many hosts each batch replaced.
-                replaced = sum(int(n) for n in re.findall(r"\((\d+) replaced\)", proc.stdout))
-                if replaced != hosts:
-                    timeline = [m for p in result["plays"] for t in p["tasks"]
-                                for m in t["hosts"].get("localhost", {}).get("msg", []) if "batch" in str(m)]
-                    sys.exit(f"{hosts} hosts -> {version}: {replaced} replaced, so the bench measured the wrong"
-                             f" thing:\n{timeline}")
-                rows.append((hosts, version, wall, waits(result), probe.result()["failed"]))
-                print(f"{hosts} hosts -> {version}: wall {wall:.1f} s, unavoidable waits {rows[-1][3]:.1f} s, "
-                      f"ratio {wall / rows[-1][3]:.2f}, failed requests {rows[-1][4]}", flush=True)
+            set_up(lab, inv)
+            for hosts, version in plan:
+                run = timed_rollout(inv, hosts, version, f"https://{SUBNET}.10:8001/",
+                                    str(ROOT / ".lab/bench/pki/ca.crt"))
+                runs.append(run)
+                probes = ", ".join(f"{mode} {p['failed']} of {p['total']}" for mode, p in run.probes.items())
+                print(f"{hosts} hosts -> {version}: wall {run.wall:.1f} s, unavoidable waits {run.waits:.1f} s, "
+                      f"failed requests: {probes}", flush=True)
         finally:
             if not args.keep:
-                play("playbooks/lab.yml", "-e", f"@{lab}", "-e", "lab_state=absent")
+                tear_down(lab)
 
-    for hosts in (4, 8):
-        mine = [r for r in rows if r[0] == hosts]
-        wall = sum(r[2] for r in mine) / len(mine)
-        wait = sum(r[3] for r in mine) / len(mine)
-        line = (f"| {datetime.date.today()} | rolling, batch 1, {hosts} hosts | {wall:.1f} s "
-                f"| {', '.join(f'{r[2]:.1f}' for r in mine)} | unavoidable waits {wait:.1f} s, wall/waits "
-                f"{wall / wait:.2f}, failed requests {sum(r[4] for r in mine)} | - |")
-        print(line)
-        if args.record:
-            with open(ROOT / "bench" / "RESULTS.md", "a") as results:
-                results.write(line + "\n")
+    rows = result_rows(runs, datetime.date.today())
+    print("\n".join(rows))
+    problems = failures(runs)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit("not a zero-downtime rollout: nothing recorded" if args.record
+                 else "not a zero-downtime rollout")
+    if args.record:
+        RESULTS.write_text(updated_results(RESULTS.read_text(), rows))
+        print(f"recorded in {RESULTS}")
     return 0
 
 

@@ -3,8 +3,10 @@
 Runs playbooks/rolling.yml (service catalog, version 1.1.0 unless given)
 against the lab inventory while two bounded load probes, one keep-alive and
 one opening a new connection per request, go through HAProxy's HTTPS
-frontend. Prints the failed requests, the rollout time and the per-batch
-timeline. Exit status 1 when a request failed or the rollout failed.
+frontend. Prints the failed requests, the rollout time, how many hosts were
+replaced (a second run replaces none and says "0 hosts replaced, nothing to
+do") and the per-batch timeline. Exit status 1 when a request failed or the
+rollout failed.
 
     .venv/bin/python scripts/demo_rollout.py [--version 1.1.0] [--batch 1]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +25,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from loadprobe import LoadProbe, format_summary  # noqa: E402
+
+
+def replaced_hosts(timeline: list[str]) -> int | None:
+    """Hosts the rollout replaced, from its timeline ("... (2 replaced)"); None without a timeline."""
+    counts = [int(n) for line in timeline for n in re.findall(r"\((\d+) replaced\)", line)]
+    return sum(counts) if timeline else None
+
+
+def outcome(ok: bool, elapsed: float, replaced: int | None, failed: int, total: int) -> str:
+    """The demo's one-line verdict: the rollout, what it replaced, and every failed request of the probes."""
+    if replaced is None:
+        hosts = "hosts replaced: unknown (no timeline in the playbook's output)"
+    elif replaced == 0 and ok:
+        hosts = "0 hosts replaced, nothing to do"
+    else:
+        hosts = f"{replaced} host{'' if replaced == 1 else 's'} replaced"
+    return f"Rollout: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s; {hosts}; failed requests: {failed} of {total}"
 
 
 def main() -> int:
@@ -68,8 +88,8 @@ def main() -> int:
     print()
     print("\n".join(format_summary(s) for s in summaries))
     print()
-    print(f"Rollout: {'ok' if rollout.returncode == 0 else 'FAILED'} in {elapsed:.1f} s; "
-          f"failed requests: {failed} of {sum(s['total'] for s in summaries)}")
+    print(outcome(rollout.returncode == 0, elapsed, replaced_hosts(timeline), failed,
+                  sum(s["total"] for s in summaries)))
     print("Timeline:")
     print("\n".join(f"  {line}" for line in timeline))
     if rollout.returncode != 0:

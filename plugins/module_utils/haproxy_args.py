@@ -7,8 +7,11 @@
 Private to the vmfleet.deploy collection. Like kubernetes.core's
 ``args_common``: every module that talks to the runtime API merges
 ``HAPROXY_RUNTIME_ARGS`` into its own ``argument_spec`` and builds its client
-with ``runtime_from_params``. The matching documentation is the ``socket`` and
-``timeout`` options, repeated in each module's DOCUMENTATION.
+with ``runtime_from_params``. The matching documentation of the ``socket`` and
+``timeout`` options lives once, in the doc fragment
+``plugins/doc_fragments/haproxy_runtime.py``; each module's DOCUMENTATION pulls it
+in with ``extends_documentation_fragment: [vmfleet.deploy.haproxy_runtime]``.
+A change to an option goes in both places.
 """
 
 from __future__ import absolute_import, division, print_function

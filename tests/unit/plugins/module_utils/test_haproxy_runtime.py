@@ -7,7 +7,11 @@ itself against a real HAProxy that ``haproxy_lab`` starts (tests/unit/haproxy_fi
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -409,19 +413,61 @@ def test_not_a_socket_fails_clearly(tmp_path):
         HAProxyRuntime(str(path)).show_stat()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root is never refused by file permissions")
-def test_socket_permission_denied(tmp_path):
-    path = str(tmp_path / "locked.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    server.listen(1)
-    os.chmod(path, 0)
+# test_socket_permission_denied needs an unprivileged caller: root is never
+# refused by file modes, and CI runs as root. There the client runs as nobody.
+_AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+# argv: the client's file (haproxy_runtime.py, stdlib only), an open socket, a locked socket.
+# Exit 77: this user cannot load the client or reach the sockets' directory at all.
+_CONNECT_TO_LOCKED_SOCKET = """
+import importlib.util, socket, sys
+spec = importlib.util.spec_from_file_location("haproxy_runtime", sys.argv[1])
+rt = importlib.util.module_from_spec(spec)
+try:
+    spec.loader.exec_module(rt)
+    control = socket.socket(socket.AF_UNIX)
+    control.connect(sys.argv[2])  # beside the locked one, mode 0777: only the mode can refuse
+    control.close()
+except OSError as exc:
+    print("cannot load the client or reach the socket directory: %s" % exc)
+    sys.exit(77)
+try:
+    rt.HAProxyRuntime(sys.argv[3], timeout=2).show_stat()
+except rt.HAProxyConnectionError as exc:
+    print(exc)
+else:
+    sys.exit("no error from a socket with mode 0")
+"""
+
+
+def test_socket_permission_denied():
+    prefix = list(_AS_NOBODY) if os.geteuid() == 0 else []
+    if prefix and not shutil.which(prefix[0]):
+        pytest.skip("running as root without setpriv (util-linux): no way to connect as an unprivileged user")
+    started = subprocess.run(prefix + [sys.executable, "-c", "pass"], capture_output=True, text=True, timeout=30)
+    if started.returncode != 0:
+        pytest.skip("Python cannot start as an unprivileged user here: %s" % started.stderr.strip())
+    # Not tmp_path: pytest's base directory is mode 0700, closed to nobody.
+    directory = tempfile.mkdtemp(prefix="vmfleet-test-")
+    os.chmod(directory, 0o755)
+    paths = {mode: os.path.join(directory, "%s.sock" % name) for mode, name in ((0o777, "open"), (0, "locked"))}
+    servers = []
     try:
-        with pytest.raises(HAProxyConnectionError) as info:
-            HAProxyRuntime(path).show_stat()
-        assert str(info.value) == "cannot reach HAProxy runtime API at %s: Permission denied" % path
+        for mode, path in paths.items():
+            server = socket.socket(socket.AF_UNIX)
+            servers.append(server)
+            server.bind(path)
+            server.listen(1)
+            os.chmod(path, mode)
+        argv = [sys.executable, "-c", _CONNECT_TO_LOCKED_SOCKET, rt.__file__, paths[0o777], paths[0]]
+        child = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=30)
+        if child.returncode == 77:
+            pytest.skip(child.stdout.strip())
+        assert child.returncode == 0, child.stdout + child.stderr
+        assert child.stdout.strip() == "cannot reach HAProxy runtime API at %s: Permission denied" % paths[0]
     finally:
-        server.close()
+        for server in servers:
+            server.close()
+        shutil.rmtree(directory)
 
 
 def test_silent_server_times_out(tmp_path):
@@ -443,3 +489,84 @@ def test_silent_server_times_out(tmp_path):
         for conn, _address in accepted:
             conn.close()
         server.close()
+
+
+# ------------------------------------------------ several maps, map files
+def test_map_file_parse_and_render():
+    text = "# comment\n\n  a   one\r\nb two words  \n#c three\nd\na again\n"
+    assert rt.MapFile.parse(text) == [("a", "one"), ("b", "two words"), ("d", ""), ("a", "again")]
+    mapfile = rt.MapFile("/nonexistent/x.map")
+    assert mapfile.exists is False and mapfile.text == "" and mapfile.entries() == []
+    assert mapfile.value("a", text) == "one"
+    rendered = mapfile.render("a", "1", text)
+    assert rendered == "# comment\n\n  a   1\r\nb two words  \n#c three\nd\na 1\n"
+    assert mapfile.render("a", None, text) == "# comment\n\nb two words  \n#c three\nd\n"
+    assert mapfile.render("e", "5", "x 1") == "x 1\ne 5\n"
+
+
+def test_live_read_maps_in_one_connection(haproxy_lab):
+    client = HAProxyRuntime(haproxy_lab.socket)
+    path = str(haproxy_lab.map_file)
+    map_id = "#%d" % client.show_maps()[0]["id"]
+    maps = client.read_maps([path, map_id, path])
+    assert list(maps) == [path, map_id]
+    assert [(e["key"], e["value"]) for e in maps[path]] == [("active", "svc_blue"), ("other", "value with spaces")]
+    assert maps[map_id] == maps[path]
+    assert list(client.read_maps()) == [path]
+    expected = r"^HAProxy has no map '/etc/nope.map' \(its maps: #\d+ %s\)$" % path
+    with pytest.raises(HAProxyNotFoundError, match=expected):
+        client.read_maps([path, "/etc/nope.map"])
+
+
+def test_live_apply_map_changes_back_to_back(haproxy_lab, monkeypatch):
+    client = HAProxyRuntime(haproxy_lab.socket)
+    path = str(haproxy_lab.map_file)
+    sessions = []
+    original = rt.HAProxyRuntime.session
+    monkeypatch.setattr(rt.HAProxyRuntime, "session", lambda self: sessions.append(1) or original(self))
+    applied = client.apply_map_changes(
+        [
+            (path, "active", "svc_green"),  # set
+            (path, "new", "a; b"),  # add
+            (path, "other", None),  # del
+            (path, "gone", None),  # nothing to do
+            (path, "new", "a; b"),  # nothing to do
+        ]
+    )
+    assert applied == [True, True, True, False, False]
+    assert len(sessions) == 1
+    assert haproxy_lab.map_value("active") == "svc_green"
+    assert haproxy_lab.map_value("new") == "a; b"
+    assert haproxy_lab.map_value("other") is None
+    assert client.apply_map_changes([(path, "active", "svc_green")]) == [False]
+
+
+def test_live_apply_map_changes_undoes_on_failure(haproxy_lab, monkeypatch):
+    client = HAProxyRuntime(haproxy_lab.socket)
+    path = str(haproxy_lab.map_file)
+    with pytest.raises(HAProxyRuntimeError) as failure:
+        client.apply_map_changes([(path, "active", "svc_green"), (path, "other", None), ("#999", "a", "b")])
+    # An unknown map is found while reading, before any change.
+    assert str(failure.value).startswith("HAProxy has no map '#999'")
+    assert haproxy_lab.map_value("active") == "svc_blue"
+
+    # A command HAProxy refuses: the earlier changes are undone.
+    client.apply_map_changes([(path, "num", "1")])
+    real_change = rt._Session.change
+
+    def refuse_third(session, command):
+        if command.startswith("set map") and " num " in command:
+            raise rt._error(command, "Failed to set an entry.\n")
+        return real_change(session, command)
+
+    monkeypatch.setattr(rt._Session, "change", refuse_third)
+    with pytest.raises(HAProxyRuntimeError) as failure:
+        client.apply_map_changes([(path, "active", "svc_green"), (path, "other", None), (path, "num", "2")])
+    monkeypatch.setattr(rt._Session, "change", real_change)
+    assert str(failure.value) == (
+        "HAProxy runtime API command 'set map %s num 2' failed: Failed to set an entry.; "
+        "the 2 live change(s) already made were undone" % path
+    )
+    assert haproxy_lab.map_value("active") == "svc_blue"
+    assert haproxy_lab.map_value("other") == "value with spaces"
+    assert haproxy_lab.map_value("num") == "1"
