@@ -70,9 +70,9 @@ def recap(proc: subprocess.CompletedProcess) -> list[str]:
 @contextmanager
 def probes(seconds: float = 600, rate: float = 150):
     """Two bounded probes through HAProxy's HTTPS frontend for the duration of the block."""
-    keepalive = LoadProbe(FRONTEND, threads=3, keepalive=True, seconds=seconds, max_requests=150000,
+    keepalive = LoadProbe(FRONTEND, threads=6, keepalive=True, seconds=seconds, max_requests=150000,
                           rate=rate, cafile=str(CA))
-    fresh = LoadProbe(FRONTEND, threads=4, keepalive=False, seconds=seconds, max_requests=150000,
+    fresh = LoadProbe(FRONTEND, threads=8, keepalive=False, seconds=seconds, max_requests=150000,
                       rate=rate, cafile=str(CA))
     with keepalive, fresh:
         time.sleep(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -135,9 +136,10 @@ def test_rollback_after_the_scale_down_redeploys_the_previous_release():
     with probes() as running:
         proc = rollback()
     assert_no_failures(*running)
-    assert "deploy it again with blue_green.yml" in proc.stdout, proc.stdout[-3000:]
+    # 1.0.0 was deployed by bootstrap, in place: it is deployed again the same way, in the live slot.
+    assert "deploy it again with rolling.yml" in proc.stdout, proc.stdout[-3000:]
     # 1.1.0 was rolled back: history, never previous.
-    assert_serving("1.0.0", "blue", previous=None)
+    assert_serving("1.0.0", "green", previous=None)
     for host, ledger in ledgers().items():
         assert ledger["history"][1]["event"] == "rolled_back", (host, ledger["history"][:2])
         assert ledger["history"][1]["version"] == "1.1.0", (host, ledger["history"][:2])
@@ -149,41 +151,46 @@ def test_rollback_while_warm_is_a_flip_back():
     with probes() as running:
         deploy = subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        seen = []
-        deadline = time.monotonic() + 400
-        for line in deploy.stdout:
-            seen.append(line)
-            if "stays warm for" in line or time.monotonic() > deadline:
-                break
-        assert live_maps() == ("catalog_green", 0), "".join(seen[-50:])
-        started = time.monotonic()
-        proc = rollback()
-        flip_back = time.monotonic() - started
-        rest, _ = deploy.communicate(timeout=300)
+        try:
+            seen = []
+            deadline = time.monotonic() + 400
+            for line in deploy.stdout:
+                seen.append(line)
+                if "stays warm for" in line or time.monotonic() > deadline:
+                    break
+            assert live_maps() == ("catalog_blue", 0), "".join(seen[-50:])
+            started = time.monotonic()
+            proc = rollback()
+            flip_back = time.monotonic() - started
+            rest, _ = deploy.communicate(timeout=300)
+        finally:
+            if deploy.poll() is None:  # never leave a deploy running behind the next test
+                os.killpg(deploy.pid, signal.SIGKILL)
+                deploy.communicate()
     assert_no_failures(*running)
     assert deploy.returncode == 0, rest[-3000:]
     assert "gate it and flip back" in proc.stdout, proc.stdout[-3000:]
     # The deploy's scale-down saw the flip back and left the serving slot alone.
-    assert "serves from the blue slot again" in rest, rest[-3000:]
+    assert "serves from the green slot again" in rest, rest[-3000:]
     print(f"rollback by flip: {flip_back:.1f} s")
-    assert_serving("1.0.0", "blue", previous=None)
-    assert containers("green") == dict.fromkeys(HOSTS, None)
+    assert_serving("1.0.0", "green", previous=None)
+    assert containers("blue") == dict.fromkeys(HOSTS, None)
 
 
 def test_bad_version_never_flips_and_is_cleaned_up():
     blue_green("1.3.0")  # a good release first, so the ledger has a previous one
-    assert_serving("1.3.0", "green", previous="1.0.0")
+    assert_serving("1.3.0", "blue", previous="1.0.0")
     with probes() as running:
         proc = blue_green("1.2.0-bad", check=False)
     assert proc.returncode != 0
     message = proc.stdout[proc.stdout.index("Blue-green deployment of catalog 1.2.0-bad failed"):]
-    assert 'app1 failed "Fail when Docker does not report the container healthy: catalog-blue"' in message, message
+    assert 'app1 failed "Fail when Docker does not report the container healthy: catalog-green"' in message, message
     assert "unhealthy" in message and "The map was not flipped" in message, message
     results = assert_no_failures(*running)
     assert {v for r in results for v in r["versions"]} == {"1.3.0"}
     # Live traffic untouched, the idle slot cleaned up, and the failure is history.
-    assert_serving("1.3.0", "green", previous="1.0.0")
-    assert containers("blue") == dict.fromkeys(HOSTS, None)
+    assert_serving("1.3.0", "blue", previous="1.0.0")
+    assert containers("green") == dict.fromkeys(HOSTS, None)
     for host, ledger in ledgers().items():
         assert ledger["history"][0]["event"] == "failed", (host, ledger["history"][0])
         assert ledger["history"][0]["version"] == "1.2.0-bad"
@@ -195,6 +202,9 @@ def test_rollback_after_a_failed_release_goes_to_the_last_good_one():
         rollback()
     assert_no_failures(*running)
     assert_serving("1.0.0", "blue")
+    history = ledgers()["app1"]["history"]
+    assert [(e["event"], e["version"]) for e in history[:3]] == [
+        ("served", "1.0.0"), ("rolled_back", "1.3.0"), ("failed", "1.2.0-bad")], history[:3]
 
 
 def test_overlap_cutover_serves_both_versions_then_flips():
@@ -250,8 +260,7 @@ def test_rolling_as_a_non_root_user_with_sudo():
 
 def test_nothing_was_left_behind():
     # No image of a deployed release was pruned: rollback needs current and previous.
-    listing = f"docker images --format {{{{.Tag}}}} {REGISTRY}:5000/shop/catalog"
-    out = adhoc("app_hosts", "ansible.builtin.command", listing)
+    out = adhoc("app_hosts", "ansible.builtin.command", f"docker images {REGISTRY}:5000/shop/catalog")
     for host, result in out.items():
-        tags = set(result["stdout"].split())
+        tags = {line.split()[1] for line in result["stdout"].splitlines()[1:]}
         assert {"1.3.0", "1.1.0"} <= tags, (host, tags)
