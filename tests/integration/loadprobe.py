@@ -31,6 +31,17 @@ As a library::
 ``with`` starts the threads and stops them at the end of the block; the probe
 also stops by itself when ``seconds`` or ``max_requests`` is reached.
 
+To tell which requests came before or after an event timed with
+``time.monotonic()`` (a flip, a drain, a reload), add ``probe.monotonic_start``
+to a record's ``start`` or ``end``; ``probe.wait_requests(n)`` waits until the
+load is flowing::
+
+    with LoadProbe(url, threads=2, rate=50) as probe:
+        probe.wait_requests(20, timeout=10)
+        flip()
+        flipped_at = time.monotonic()
+    after = [r.version for r in probe.records() if probe.monotonic_start + r.start > flipped_at]
+
 As a command (exit status 1 when any request failed)::
 
     python tests/integration/loadprobe.py URL --threads 4 --seconds 20 \\
@@ -52,7 +63,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["LoadProbe", "Record", "classify_error", "format_summary", "main"]
+__all__ = ["LoadProbe", "Record", "classify_error", "format_summary", "main", "version_of"]
 
 #: Error kinds, as they appear in ``result()["errors"]``.
 ERROR_KINDS = (
@@ -85,6 +96,11 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def end(self) -> float:
+        """When the request ended (seconds since the probe started, like ``start``)."""
+        return self.start + self.latency
 
 
 def classify_error(exc: BaseException) -> str:
@@ -213,6 +229,7 @@ class LoadProbe:
         self._workers: list[threading.Thread] = []
         self._pacer = _Pacer(rate) if rate else None
         self._started_at = 0.0
+        self._recorded = 0  # requests recorded so far, all threads
         self._stopped_at: float | None = None
         self._wall_start = 0.0
 
@@ -249,9 +266,30 @@ class LoadProbe:
             self._stopped_at = time.monotonic()
         return done
 
+    def wait_requests(self, count: int, timeout: float | None = None) -> bool:
+        """Block until at least ``count`` requests have been recorded (failed ones included).
+
+        True when they have; False when ``timeout`` seconds passed or the probe ended first.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._recorded < count:
+            if not self.running or (end is not None and time.monotonic() >= end):
+                return self._recorded >= count
+            time.sleep(0.01)
+        return True
+
     @property
     def running(self) -> bool:
         return any(worker.is_alive() for worker in self._workers)
+
+    @property
+    def monotonic_start(self) -> float | None:
+        """``time.monotonic()`` when the probe started (None before ``start()``).
+
+        ``monotonic_start + record.start`` (or ``+ record.end``) puts a request on the
+        clock of ``time.monotonic()``, to compare it with events timed with it.
+        """
+        return self._started_at if self._workers else None
 
     def __enter__(self) -> LoadProbe:
         return self.start()
@@ -363,7 +401,7 @@ class LoadProbe:
                     response = conn.getresponse()
                     body = response.read()
                     status = response.status
-                    version = _version_of(body)
+                    version = version_of(body)
                     if status >= 500:
                         error = "http-5xx"
                     elif status >= 400:
@@ -388,12 +426,15 @@ class LoadProbe:
                         detail=detail,
                     )
                 )
+                with self._lock:
+                    self._recorded += 1
         finally:
             if conn is not None:
                 conn.close()
 
 
-def _version_of(body: bytes) -> str | None:
+def version_of(body: bytes) -> str | None:
+    """The ``version`` field of a JSON object body, as a string; None for any other body."""
     if not body or body[:1] not in (b"{", b" ", b"\n"):
         return None
     try:

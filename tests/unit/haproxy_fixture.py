@@ -3,16 +3,20 @@
 ``haproxy_lab`` starts, in the test's ``tmp_path``:
 
 * four stdlib HTTP/1.1 servers on 127.0.0.1 (``blue1``, ``blue2``, ``green1``,
-  ``green2``) that answer with their own name, ``/healthz`` for the checks and
-  ``/slow?ms=N`` for a request that stays in flight;
+  ``green2``) that answer with their own name as a JSON ``version``
+  (``{"version": "blue1"}``, what tests/integration/loadprobe.py reads),
+  ``/healthz`` for the checks and ``/slow?ms=N`` for a request that stays in
+  flight;
 * an HAProxy 2.6 in master-worker mode with an admin socket (``expose-fd
   listeners``), a ``level user`` socket, a TCP admin socket, a server-state
   file and one frontend whose backend (``svc_blue`` or ``svc_green``) is
   chosen by the key ``active`` of ``backend.map``.
 
 A request with the header ``x-server: <name>`` goes to that server, so a test
-can keep a session open on one server. ``LoadProbe`` sends a bounded load
-through the frontend and counts every failed request.
+can keep a session open on one server. ``FrontendLoad`` sends a bounded load
+through the frontend with the project's one load probe,
+tests/integration/loadprobe.py (half keep-alive, half new-connection clients),
+and counts every failed request.
 
 ``haproxy_role_lab`` is the same HAProxy, but with the frontend and backends
 that the haproxy role writes: ``roles/haproxy/templates/haproxy.cfg.j2`` is
@@ -49,6 +53,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+# The project's one load probe lives with the integration tests; the path is
+# relative to this file, so it also holds in ansible-test's mirror of the checkout.
+_INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+if str(_INTEGRATION) not in sys.path:
+    sys.path.append(str(_INTEGRATION))
+from loadprobe import LoadProbe, version_of  # noqa: E402
 
 HAPROXY = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else shutil.which("haproxy")
 SERVERS = {"svc_blue": ("blue1", "blue2"), "svc_green": ("green1", "green2")}
@@ -93,16 +104,16 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         url = urlsplit(self.path)
         if url.path == "/healthz":
-            body = b"ok"
+            body, content_type = b"ok", "text/plain"
         else:
             ms = int(parse_qs(url.query).get("ms", ["0"])[0]) if url.path == "/slow" else 0
             delay = ms / 1000.0 or app.delay
             if delay:
                 time.sleep(min(delay, 10.0))
-            body = app.name.encode()
+            body, content_type = json.dumps({"version": app.name}).encode(), "application/json"
             app.hits += 1
         self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -121,7 +132,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class AppServer:
-    """One threaded HTTP/1.1 server on 127.0.0.1 that answers with its name."""
+    """One threaded HTTP/1.1 server on 127.0.0.1 that answers ``{"version": "<its name>"}``."""
 
     def __init__(self, name: str, port: int | None = None, delay: float = 0.0):
         self.name = name
@@ -353,12 +364,20 @@ class HAProxyLab:
         wait_for(new_worker, timeout, what="a new HAProxy worker after reload")
 
     # -- HTTP through the frontend
-    def get(self, path: str = "/", headers: dict | None = None, timeout: float = 5.0):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+    def get(self, path: str = "/", headers: dict | None = None, timeout: float = 5.0, port: int | None = None):
+        """One request through the frontend: ``(status, answer)``.
+
+        ``answer`` is the JSON body's ``version``, i.e. the name of the app
+        server that answered (``"blue1"``), or the body's text when it has no
+        ``version`` (an HAProxy error page, ``/healthz``).
+        """
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
         try:
             conn.request("GET", path, headers=headers or {})
             response = conn.getresponse()
-            return response.status, response.read().decode()
+            body = response.read()
+            version = version_of(body)
+            return response.status, body.decode() if version is None else version
         finally:
             conn.close()
 
@@ -530,106 +549,95 @@ class RoleHAProxyLab(HAProxyLab):
         return own_global + self.role_config[self.role_config.index("\ndefaults\n") :]
 
     def get_preview(self, timeout: float = 5.0):
-        conn = http.client.HTTPConnection("127.0.0.1", self.preview_port, timeout=timeout)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            conn.close()
+        """One request through the preview frontend: ``(status, answer)`` as ``get()``."""
+        return self.get(timeout=timeout, port=self.preview_port)
 
 
 # ----------------------------------------------------------------- load probe
-class LoadProbe:
-    """Bounded load through the frontend: ``threads`` clients, at most
-    ``max_requests`` requests and ``max_seconds`` seconds in all. Half the
-    clients use keep-alive, half a new connection per request. Every request is
-    recorded as ``(start, end, ok, answer)``; a failure is an exception or a
-    status other than 200."""
+class FrontendLoad:
+    """Bounded load through a lab's frontend, by two tests/integration/loadprobe.py probes.
+
+    Half the ``threads`` (rounded up) keep their connection alive, half open
+    one per request; all together send at most ``rate`` requests per second,
+    ``max_requests`` requests and for ``seconds`` seconds. A request fails when
+    the probe counts it as failed or its status is not 200.
+
+    The moments the tests pass (``answers_after(moment)``...) are
+    ``time.monotonic()`` values.
+    """
 
     def __init__(
-        self, port: int, threads: int = 4, interval: float = 0.04, max_requests: int = 3000, max_seconds: float = 20.0
+        self, port: int, threads: int = 4, rate: float = 100.0, max_requests: int = 2000, seconds: float = 15.0
     ):
-        self.port = port
-        self.threads = threads
-        self.interval = interval
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.records: list = []
-        self.lock = threading.Lock()
-        self.stop_event = threading.Event()
-        self.workers: list = []
-        self.started = None
-        self.stopped = None
+        if threads < 2:
+            raise ValueError("FrontendLoad needs at least 2 threads (one keep-alive, one new-connection)")
+        url = "http://127.0.0.1:%d/" % port
+        self.probes = tuple(
+            LoadProbe(
+                url,
+                threads=share,
+                keepalive=keepalive,
+                seconds=seconds,
+                max_requests=max(1, max_requests * share // threads),
+                rate=rate * share / threads,
+            )
+            for keepalive, share in ((True, threads - threads // 2), (False, threads // 2))
+        )
 
     def __enter__(self):
-        self.started = time.monotonic()
-        for index in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True, name="probe-%d" % index)
-            worker.start()
-            self.workers.append(worker)
+        for probe in self.probes:
+            probe.start()
         return self
 
     def __exit__(self, *exc):
         self.stop()
 
     def stop(self):
-        self.stop_event.set()
-        for worker in self.workers:
-            worker.join(15)
-        if self.stopped is None:
-            self.stopped = time.monotonic()
-
-    def _take(self) -> bool:
-        with self.lock:
-            if len(self.records) >= self.max_requests:
-                return False
-        return not self.stop_event.is_set() and time.monotonic() - self.started < self.max_seconds
-
-    def _run(self, keep_alive: bool):
-        conn = None
-        while self._take():
-            start = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", "/", headers={} if keep_alive else {"Connection": "close"})
-                response = conn.getresponse()
-                body = response.read().decode()
-                ok, answer = response.status == 200, body if response.status == 200 else "HTTP %d" % response.status
-                if not keep_alive or response.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                ok, answer = False, repr(exc)
-                if conn is not None:
-                    conn.close()
-                conn = None
-            with self.lock:
-                self.records.append((start, time.monotonic(), ok, answer))
-            self.stop_event.wait(self.interval)
-        if conn is not None:
-            conn.close()
+        for probe in self.probes:
+            probe.stop()
 
     # -- results
+    def requests(self) -> list:
+        """Every request as ``(start, end, record)``: ``time.monotonic()`` values and its loadprobe ``Record``."""
+        timeline = [
+            (probe.monotonic_start + record.start, probe.monotonic_start + record.end, record)
+            for probe in self.probes
+            for record in probe.records()
+        ]
+        timeline.sort(key=lambda request: request[0])
+        return timeline
+
+    @property
+    def total(self) -> int:
+        return sum(len(probe.records()) for probe in self.probes)
+
     @property
     def failures(self) -> list:
-        return [r for r in self.records if not r[2]]
+        """The failed requests' records (an error, or a status other than 200)."""
+        return [record for _start, _end, record in self.requests() if not record.ok or record.status != 200]
 
     @property
     def rps(self) -> float:
-        elapsed = (self.stopped or time.monotonic()) - self.started
-        return len(self.records) / elapsed if elapsed > 0 else 0.0
+        """Requests per second, both probes together."""
+        return sum(probe.snapshot()["rps"] for probe in self.probes)
 
     def answers_after(self, moment: float) -> list:
-        """Answers of the requests that started after ``moment`` (time.monotonic())."""
-        return [r[3] for r in self.records if r[0] > moment]
+        """Answers (the app server's name) of the requests that started after ``moment``."""
+        return [record.version for start, _end, record in self.requests() if start > moment]
 
     def answers_before(self, moment: float) -> list:
-        return [r[3] for r in self.records if r[1] < moment]
+        """Answers of the requests that ended before ``moment``."""
+        return [record.version for _start, end, record in self.requests() if end < moment]
 
     def wait_requests(self, count: int, timeout: float = 10.0):
-        wait_for(lambda: len(self.records) >= count, timeout, what="%d probe requests" % count)
+        """Wait until each probe has sent its share of ``count`` requests; fail after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        for probe in self.probes:
+            share = -(-count * probe.threads // sum(p.threads for p in self.probes))  # rounded up
+            if not probe.wait_requests(share, max(0.0, deadline - time.monotonic())):
+                raise AssertionError(
+                    "timed out after %.1f s waiting for %d probe requests (%s)" % (timeout, count, probe.snapshot())
+                )
 
 
 # -------------------------------------------------------------------- fixture

@@ -7,7 +7,6 @@ everything, 30 about 30%, for keep-alive and new-connection clients.
 
 from __future__ import annotations
 
-import http.client
 import os
 import subprocess
 import time
@@ -17,6 +16,7 @@ from haproxy_fixture import (
     ACTIVE_MAP_FILE,
     HAPROXY,
     MAP_FILE,
+    FrontendLoad,
     LoadProbe,
     haproxy_lab_fixture,
     haproxy_role_lab_fixture,
@@ -39,7 +39,7 @@ def flip(lab, value, **extra):
 
 def test_flip_under_load_moves_all_new_requests(haproxy_lab, run_module, capsys):
     lab = haproxy_lab
-    with LoadProbe(lab.port, threads=4, interval=0.04, max_requests=2000, max_seconds=15) as probe:
+    with FrontendLoad(lab.port, threads=4, rate=100, max_requests=2000, seconds=15) as probe:
         probe.wait_requests(40)
         result = run_module(haproxy_map, flip(lab, "svc_green"))
         flipped_at = time.monotonic()
@@ -55,12 +55,12 @@ def test_flip_under_load_moves_all_new_requests(haproxy_lab, run_module, capsys)
     assert len(after) >= 20 and set(after) <= {"green1", "green2"}, after  # 100 % of new requests
     assert probe.failures == [], probe.failures[:5]
     assert probe.rps >= 30
-    last_blue = max(r[1] for r in probe.records if r[3].startswith("blue"))
+    last_blue = max(end for _start, end, r in probe.requests() if (r.version or "").startswith("blue"))
     with capsys.disabled():
         print(
             "\n[flip] %d requests at %.0f rps, %d failed; %d/%d after the flip on green; last blue answer %+.0f ms"
             % (
-                len(probe.records),
+                probe.total,
                 probe.rps,
                 len(probe.failures),
                 sum(a.startswith("green") for a in after),
@@ -85,7 +85,7 @@ def test_reload_keeps_map_and_server_states(haproxy_lab, run_module, capsys):
     assert run_module(haproxy_server, dict(common, backend="svc_green", server="green1", weight=7))["changed"]
     old_worker = lab.worker_pid()
 
-    with LoadProbe(lab.port, threads=4, interval=0.04, max_requests=2000, max_seconds=15) as probe:
+    with FrontendLoad(lab.port, threads=4, rate=100, max_requests=2000, seconds=15) as probe:
         probe.wait_requests(40)
         lab.reload()  # show servers state > server-state-file; kill -USR2 <master>
         reloaded_at = time.monotonic()
@@ -105,7 +105,7 @@ def test_reload_keeps_map_and_server_states(haproxy_lab, run_module, capsys):
     # a hitless reload: option idle-close-on-response, master-worker, expose-fd listeners
     assert probe.failures == [], probe.failures[:5]
     with capsys.disabled():
-        print("\n[reload] %d requests at %.0f rps, %d failed" % (len(probe.records), probe.rps, len(probe.failures)))
+        print("\n[reload] %d requests at %.0f rps, %d failed" % (probe.total, probe.rps, len(probe.failures)))
 
     # and the module sees the restored state as already in place
     common_blue = dict(common, backend="svc_blue")
@@ -468,22 +468,15 @@ def test_entries_unknown_map_names_the_maps(haproxy_role_lab, run_module, monkey
 
 # ----------------------------------------------------- the role's split rule
 def idle_share(lab, requests: int, keep_alive: bool, idle: str) -> float:
-    """Share of ``requests`` answered by the server ``idle``; every request must succeed."""
-    answers = []
-    conn = None
-    for _request in range(requests):
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", lab.port, timeout=5)
-        conn.request("GET", "/", headers={} if keep_alive else {"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read().decode()
-        assert response.status == 200, (response.status, body)
-        answers.append(body)
-        if not keep_alive or response.will_close:
-            conn.close()
-            conn = None
-    if conn is not None:
-        conn.close()
+    """Share of ``requests`` (one client, one after the other) answered by the server ``idle``; all must succeed."""
+    url = "http://127.0.0.1:%d/" % lab.port
+    probe = LoadProbe(url, threads=1, keepalive=keep_alive, max_requests=requests, seconds=30)
+    probe.start()
+    assert probe.wait(40), "the probe did not end"
+    records = probe.records()
+    assert len(records) == requests, probe.result()
+    assert all(r.ok and r.status == 200 for r in records), probe.result()["error_samples"]
+    answers = [r.version for r in records]
     assert set(answers) <= {"blue1", "green1"}, set(answers)
     return answers.count(idle) / len(answers)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from haproxy_fixture import LoadProbe, haproxy_lab_fixture, wait_for
+from haproxy_fixture import FrontendLoad, haproxy_lab_fixture, wait_for
 
 from ansible_collections.vmfleet.deploy.plugins.modules import haproxy_server
 
@@ -21,7 +21,7 @@ def args(lab, **extra):
 
 def test_drain_under_load_has_no_failed_request(haproxy_lab, run_module, capsys):
     lab = haproxy_lab
-    with LoadProbe(lab.port, threads=4, interval=0.04, max_requests=2000, max_seconds=15) as probe:
+    with FrontendLoad(lab.port, threads=4, rate=100, max_requests=2000, seconds=15) as probe:
         probe.wait_requests(40)
         # one request in flight on blue1 for 1.2 s: the drain must wait for it
         held = lab.hold_session("blue1", 1.2)
@@ -56,7 +56,7 @@ def test_drain_under_load_has_no_failed_request(haproxy_lab, run_module, capsys)
     with capsys.disabled():
         print(
             "\n[drain] %d requests at %.0f rps, %d failed; drain waited %.2f s"
-            % (len(probe.records), probe.rps, len(probe.failures), result["elapsed"])
+            % (probe.total, probe.rps, len(probe.failures), result["elapsed"])
         )
 
     # idempotent
