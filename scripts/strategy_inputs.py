@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The README's table of strategy inputs, generated from the traffic role's argument spec.
 
 roles/traffic/meta/argument_specs.yml (entry point ``main``) is the one
@@ -6,9 +5,9 @@ description of the strategies' inputs: Ansible validates them with it and
 ``ansible-doc -t role vmfleet.deploy.traffic`` shows it. This script renders it
 as the Markdown table between the markers in README.md:
 
-    scripts/strategy_inputs.py           # print the table
-    scripts/strategy_inputs.py --write   # rewrite it in README.md
-    scripts/strategy_inputs.py --check   # exit 1 when README.md differs (a unit test runs this)
+    python scripts/strategy_inputs.py           # print the table
+    python scripts/strategy_inputs.py --write   # rewrite it in README.md
+    python scripts/strategy_inputs.py --check   # exit 1 when README.md differs (a unit test runs this)
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ def readme_with(table_text: str, readme: str) -> str:
     if BEGIN not in readme or END not in readme:
         raise SystemExit(f"{README} has no strategy-inputs markers")
     head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    tail = rest.split(END, 1)[1]
     return f"{head}{BEGIN}\n{table_text}\n{END}{tail}"
 
 

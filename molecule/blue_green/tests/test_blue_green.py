@@ -162,7 +162,7 @@ def test_rollback_while_warm_is_a_flip_back():
             started = time.monotonic()
             proc = rollback()
             flip_back = time.monotonic() - started
-            rest, _ = deploy.communicate(timeout=300)
+            rest = deploy.communicate(timeout=300)[0]
         finally:
             if deploy.poll() is None:  # never leave a deploy running behind the next test
                 os.killpg(deploy.pid, signal.SIGKILL)

@@ -443,7 +443,8 @@ def test_socket_permission_denied():
     prefix = list(_AS_NOBODY) if os.geteuid() == 0 else []
     if prefix and not shutil.which(prefix[0]):
         pytest.skip("running as root without setpriv (util-linux): no way to connect as an unprivileged user")
-    started = subprocess.run(prefix + [sys.executable, "-c", "pass"], capture_output=True, text=True, timeout=30)
+    started = subprocess.run(prefix + [sys.executable, "-c", "pass"], capture_output=True, text=True, timeout=30,
+                             check=False)
     if started.returncode != 0:
         pytest.skip("Python cannot start as an unprivileged user here: %s" % started.stderr.strip())
     # Not tmp_path: pytest's base directory is mode 0700, closed to nobody.
@@ -459,7 +460,7 @@ def test_socket_permission_denied():
             server.listen(1)
             os.chmod(path, mode)
         argv = [sys.executable, "-c", _CONNECT_TO_LOCKED_SOCKET, rt.__file__, paths[0o777], paths[0]]
-        child = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=30)
+        child = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=30, check=False)
         if child.returncode == 77:
             pytest.skip(child.stdout.strip())
         assert child.returncode == 0, child.stdout + child.stderr

@@ -39,7 +39,7 @@ def run(ledger, *events, **kwargs):
     """Apply (event, release[, reason]) tuples in turn, a minute apart."""
     for minute, event in enumerate(events):
         event, release, reason = (event + (None,))[:3]
-        ledger, _ = apply_event(ledger, event, release=release, reason=reason, now=at(minute), **kwargs)
+        ledger = apply_event(ledger, event, release=release, reason=reason, now=at(minute), **kwargs)[0]
     return ledger
 
 
@@ -70,7 +70,8 @@ def versions(history):
 )
 def test_same_release_compares_digests_only_when_both_known(a, b, same):
     assert same_release(a, b) is same
-    assert same_release(b, a) is same
+    swapped_a, swapped_b = b, a
+    assert same_release(swapped_a, swapped_b) is same
 
 
 # --- previous_release -----------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def test_first_served_becomes_current_with_timestamps():
 
 
 def test_served_keeps_the_given_deploy_id():
-    ledger, _ = apply_event(empty_ledger("catalog"), "served", release=rel("1.0.0", deploy_id="awx-42"), now=T0)
+    ledger = apply_event(empty_ledger("catalog"), "served", release=rel("1.0.0", deploy_id="awx-42"), now=T0)[0]
     assert ledger["current"]["deploy_id"] == "awx-42"
     assert ledger["history"][0]["deploy_id"] == "awx-42"
 
@@ -312,7 +313,7 @@ def test_rolled_back_to_same_release_in_other_slot_records_both():
 def test_history_is_cut_to_the_newest_entries():
     ledger = empty_ledger("catalog")
     for minute in range(6):
-        ledger, _ = apply_event(ledger, "served", release=rel("1.0.%d" % minute), now=at(minute), history_size=3)
+        ledger = apply_event(ledger, "served", release=rel("1.0.%d" % minute), now=at(minute), history_size=3)[0]
     assert [e["version"] for e in ledger["history"]] == ["1.0.5", "1.0.4", "1.0.3"]
     assert ledger["previous"]["version"] == "1.0.4"
 
@@ -345,7 +346,7 @@ def test_legacy_ledger_is_updated_with_events():
     assert changed is True
     assert after["previous"] == old_current
     assert versions(after["history"]) == [("served", "1.2.0"), (None, "1.1.0"), (None, "1.0.0")]
-    after, _ = apply_event(after, "rolled_back", release=after["previous"], reason="bad", now=at(1))
+    after = apply_event(after, "rolled_back", release=after["previous"], reason="bad", now=at(1))[0]
     assert after["current"]["version"] == "1.1.0"
     assert after["previous"]["version"] == "1.0.0"
 
