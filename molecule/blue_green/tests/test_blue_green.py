@@ -53,11 +53,16 @@ def rollback(*extra: str, check: bool = True) -> subprocess.CompletedProcess:
     return playbook("rollback.yml", "-e", "service=catalog", *extra, check=check)
 
 
+def flat(text: str) -> str:
+    """Text with every run of white space as one blank: Ansible's YAML output folds long messages."""
+    return " ".join(text.split())
+
+
 def flip_epoch(proc_stdout: str) -> float:
     """The controller's time right after the flip task returned, from the play's own report."""
     for line in proc_stdout.splitlines():
         if "vmfleet-flipped-at=" in line:
-            return float(line.split("vmfleet-flipped-at=")[1].split()[0].strip("\",'"))
+            return float(line.split("vmfleet-flipped-at=")[1].split()[0].strip("\",')"))
     raise AssertionError("the play printed no flip time:\n" + proc_stdout[-3000:])
 
 
@@ -111,7 +116,7 @@ def test_same_version_again_flips_and_restarts_nothing():
 def test_check_mode_prints_the_plan_and_changes_nothing():
     before = containers("green")
     proc = blue_green("1.3.0", "--check")
-    assert "live slot green -> new slot blue" in proc.stdout, proc.stdout[-3000:]
+    assert "live slot green -> new slot blue" in flat(proc.stdout), proc.stdout[-3000:]
     assert "app1       catalog    1.1.0        -> 1.3.0" in proc.stdout, proc.stdout[-3000:]
     assert containers("green") == before and containers("blue") == dict.fromkeys(HOSTS, None)
     assert_serving("1.1.0", "green")
@@ -137,7 +142,7 @@ def test_rollback_after_the_scale_down_redeploys_the_previous_release():
         proc = rollback()
     assert_no_failures(*running)
     # 1.0.0 was deployed by bootstrap, in place: it is deployed again the same way, in the live slot.
-    assert "deploy it again with rolling.yml" in proc.stdout, proc.stdout[-3000:]
+    assert "deploy it again with rolling.yml" in flat(proc.stdout), proc.stdout[-3000:]
     # 1.1.0 was rolled back: history, never previous.
     assert_serving("1.0.0", "green", previous=None)
     for host, ledger in ledgers().items():
@@ -171,9 +176,9 @@ def test_rollback_while_warm_is_a_flip_back():
                 deploy.communicate()
     assert_no_failures(*running)
     assert deploy.returncode == 0, rest[-3000:]
-    assert "gate it and flip back" in proc.stdout, proc.stdout[-3000:]
+    assert "gate it and flip back" in flat(proc.stdout), proc.stdout[-3000:]
     # The deploy's scale-down saw the flip back and left the serving slot alone.
-    assert "serves from the green slot again" in rest, rest[-3000:]
+    assert "serves from the green slot again" in flat(rest), rest[-3000:]
     print(f"rollback by flip: {flip_back:.1f} s")
     assert_serving("1.0.0", "green", previous=None)
     assert containers("blue") == dict.fromkeys(HOSTS, None)
@@ -185,7 +190,7 @@ def test_bad_version_never_flips_and_is_cleaned_up():
     with probes() as running:
         proc = blue_green("1.2.0-bad", check=False)
     assert proc.returncode != 0
-    message = proc.stdout[proc.stdout.index("Blue-green deployment of catalog 1.2.0-bad failed"):]
+    message = flat(proc.stdout)[flat(proc.stdout).index("Blue-green deployment of catalog 1.2.0-bad failed"):]
     assert 'app1 failed "Fail when Docker does not report the container healthy: catalog-green"' in message, message
     assert "unhealthy" in message and "The map was not flipped" in message, message
     results = assert_no_failures(*running)
