@@ -52,16 +52,14 @@ import json
 import multiprocessing
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import textwrap
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, spread
+
 SECTION = "## Blue-green cutover"
 INVENTORY = ROOT / "inventories" / "lab"
 SETUP = ROOT / "bench" / "cutover_setup.yml"
@@ -250,13 +248,6 @@ def outcomes(requests: list[Request], flips: list[Flip]) -> list[Outcome]:
     return result
 
 
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """(median, min, max) of the values."""
-    if not values:
-        raise ValueError("no values")
-    return statistics.median(values), min(values), max(values)
-
-
 def ms(seconds: tuple[float, float, float], digits: int = 1) -> str:
     """'median (min–max)' in milliseconds."""
     median, low, high = (value * 1000 for value in seconds)
@@ -415,18 +406,13 @@ def updated_results(text: str, new_section: str) -> str:
 # ------------------------------------------------------------------ the bench
 
 
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
 def set_up(state: str) -> dict:
     """Run bench/cutover_setup.yml (cutover_state warm or home); returns its slots line."""
     argv = ["ansible-playbook", "-i", str(INVENTORY), str(SETUP), "-e", f"service={SERVICE}",
             "-e", f"cutover_state={state}"]
     print(f"$ {shlex.join(argv)}", flush=True)
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(json_output=True), capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{SETUP.name} ({state}) failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
@@ -482,10 +468,6 @@ def flip(method: str, slot: str, slots: dict) -> Flip:
 def _probe(mode: str, seconds: float, stop, pipe) -> None:
     """In a process of its own (one per probe, so the two do not share one interpreter lock): run one probe
     until `stop` is set, then send its summary and its records back through `pipe`."""
-    if str(ROOT / "tests" / "integration") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from loadprobe import LoadProbe
-
     probe = LoadProbe(URL, keepalive=PROBE_MODES[mode], threads=PROBE_THREADS[mode], rate=RATE, seconds=seconds,
                       max_requests=int(RATE * seconds), cafile=str(CAFILE))
     probe.start()
@@ -575,13 +557,8 @@ def main() -> int:
     print(text)
     found = problems(phases, (slots["home"]["version"], slots["other"]["version"])) + [
         f"end state: {w}" for w in wrong]
-    if found:
-        print("\n".join(found), file=sys.stderr)
-        sys.exit("nothing recorded" if args.record else "the run does not count")
-    if args.record:
-        RESULTS.write_text(updated_results(RESULTS.read_text(), text))
-        print(f"recorded in {RESULTS}")
-    return 0
+    return finish(found, record=args.record, update=lambda old: updated_results(old, text),
+                  refusal="the run does not count", results=RESULTS)
 
 
 if __name__ == "__main__":

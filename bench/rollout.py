@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, spread
+
 SUBNET = "10.77.112"
 # Tasks that only wait for something the rollout cannot go faster than.
 WAITS = (
@@ -83,13 +82,6 @@ def run_plan(runs: int) -> list[tuple[int, str]]:
             current = VERSIONS[1] if current == VERSIONS[0] else VERSIONS[0]
             plan.append((hosts, current))
     return plan
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """(median, min, max) of the values."""
-    if not values:
-        raise ValueError("no values")
-    return statistics.median(values), min(values), max(values)
 
 
 def failures(runs: list[Run]) -> list[str]:
@@ -165,16 +157,8 @@ def updated_results(text: str, rows: list[str]) -> str:
 # ------------------------------------------------------------------ the bench
 
 
-def env(json_output: bool = False) -> dict[str, str]:
-    e = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
-    if json_output:
-        e.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    return e
-
-
 def play(*argv: str, json_output: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["ansible-playbook", *argv], cwd=ROOT, env=env(json_output), capture_output=True,
+    proc = subprocess.run(["ansible-playbook", *argv], cwd=ROOT, env=ansible_env(json_output), capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"ansible-playbook {' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
@@ -195,10 +179,6 @@ def waits(result: dict) -> float:
 
 
 def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: str) -> Run:
-    if str(ROOT / "tests" / "integration") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from loadprobe import LoadProbe
-
     limit = ["--limit", ",".join(f"app{i}" for i in range(1, hosts + 1))]
     probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **PROBE_BOUNDS)
               for mode, keepalive in PROBE_MODES.items()}
@@ -277,15 +257,8 @@ def main() -> int:
 
     rows = result_rows(runs, datetime.date.today())
     print("\n".join(rows))
-    problems = failures(runs)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        sys.exit("not a zero-downtime rollout: nothing recorded" if args.record
-                 else "not a zero-downtime rollout")
-    if args.record:
-        RESULTS.write_text(updated_results(RESULTS.read_text(), rows))
-        print(f"recorded in {RESULTS}")
-    return 0
+    return finish(failures(runs), record=args.record, update=lambda text: updated_results(text, rows),
+                  refusal="not a zero-downtime rollout", results=RESULTS)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 _COLLECTIONS = ROOT / ".cache" / "collections"
 _LINK = _COLLECTIONS / "ansible_collections" / "vmfleet" / "deploy"
@@ -24,3 +26,11 @@ import ansible_collections  # noqa: E402
 
 if str(_COLLECTIONS / "ansible_collections") not in list(ansible_collections.__path__):
     ansible_collections.__path__.append(str(_COLLECTIONS / "ansible_collections"))
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch):
+    """Test servers listen on 127.0.0.1: no proxy from the environment may stand in between."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

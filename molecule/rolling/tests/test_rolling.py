@@ -13,15 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-                       / "tests" / "integration"))
-from fleet import (  # noqa: E402
+# tests/integration is on sys.path through pyproject.toml's pytest `pythonpath`.
+from fleet import (
     CA,
     HOSTS,
     INVENTORY,

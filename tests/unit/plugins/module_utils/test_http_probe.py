@@ -24,13 +24,6 @@ from ansible_collections.vmfleet.deploy.plugins.module_utils.http_probe import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
 @pytest.fixture
 def raw_server():
     """raw_server(script) serves one connection: script(conn) writes whatever it likes."""

@@ -109,13 +109,6 @@ def sequence(*statuses):
     return responder
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-
-
 @pytest.fixture
 def free_port():
     with socket.socket() as s:

@@ -180,14 +180,10 @@ def test_rolled_back_never_makes_the_bad_release_previous(ledger):
     on_disk = ledger.load()
     assert on_disk["current"]["version"] == "1.0.0" and on_disk["slot"] == "blue"
     assert on_disk["previous"] is None  # not 1.1.0: it was rolled back
-    assert events(on_disk["history"]) == [
-        ("served", "1.0.0"),
-        ("rolled_back", "1.1.0"),
-        ("served", "1.1.0"),
-        ("served", "1.0.0"),
-    ]
+    # the history rules are tested in test_release_ledger_rules.py; here: the module wrote them to disk
     rolled = on_disk["history"][1]
-    assert rolled["reason"] == "5xx rate 12 % after the flip" and rolled["slot"] == "green"
+    assert (rolled["event"], rolled["version"], rolled["slot"]) == ("rolled_back", "1.1.0", "green")
+    assert rolled["reason"] == "5xx rate 12 % after the flip"
     # rolling back again to the same target changes nothing
     again = ok(ledger("rolled_back", target, reason="retry"))
     assert again["changed"] is False and ledger.load() == on_disk
