@@ -37,8 +37,10 @@ import datetime
 import json
 import re
 
-EVENTS = ("read", "served", "failed", "rolled_back")
-WRITE_EVENTS = ("served", "failed", "rolled_back")
+EVENTS = ("read", "served", "failed", "rolled_back", "analysed")
+WRITE_EVENTS = ("served", "failed", "rolled_back", "analysed")
+# Events that only add a history entry (with a reason): current, previous and slot stay.
+NOTE_EVENTS = ("failed", "analysed")
 # Events of a history entry that take a release out of the candidates for previous.
 BAD_EVENTS = ("failed", "rolled_back")
 SLOTS = ("blue", "green")
@@ -266,6 +268,8 @@ def apply_event(ledger, event, release=None, reason=None, now=None, history_size
     * ``served``: ``release`` serves traffic and becomes current; no change when
       the current release is the same release in the same slot and runtime.
     * ``failed``: a history entry with the reason; current, previous and slot stay.
+    * ``analysed``: the same for a canary step's verdict (the reason holds it, with
+      its numbers); the release does not count as failed for ``previous``.
     * ``rolled_back``: the current release is taken out of service (history entry
       ``rolled_back`` with the reason) and ``release``, the rollback target,
       serves; no change when the target already is current in its slot.
@@ -283,7 +287,7 @@ def apply_event(ledger, event, release=None, reason=None, now=None, history_size
     if release is None:
         raise LedgerError("release is required with event=%s" % event)
     release = normalize_release(release)
-    if event in BAD_EVENTS and (reason is None or not str(reason).strip()):
+    if (event in BAD_EVENTS or event in NOTE_EVENTS) and (reason is None or not str(reason).strip()):
         raise LedgerError("reason is required with event=%s: say why, for example 'health gate failed'" % event)
 
     old = ledger.get("current")
@@ -294,9 +298,9 @@ def apply_event(ledger, event, release=None, reason=None, now=None, history_size
             return ledger, False
         current = _serving(release, now)
         new_entries.append(_entry("served", at, current))
-    elif event == "failed":
+    elif event in NOTE_EVENTS:
         current = None
-        new_entries.append(_entry("failed", at, release, reason))
+        new_entries.append(_entry(event, at, release, reason))
     else:
         if old is not None and same_placement(old, release):
             return ledger, False

@@ -57,16 +57,17 @@ options:
         same slot with the same runtime.
       - V(failed) records that O(release) failed, with O(reason). C(current), C(previous) and C(slot)
         stay as they are. Every failure is recorded, so this always reports C(changed).
+      - V(analysed) records the verdict of a canary analysis of O(release), with O(reason) (the verdict and
+        its numbers), in the same way as V(failed). It does not make the release count as failed.
       - V(rolled_back) records that the current release was taken out of service, with O(reason), and
         that O(release), the rollback target, now serves. Nothing changes when the target already is
         C(current), in the same slot.
     type: str
-    choices: [read, served, failed, rolled_back]
+    choices: [read, served, failed, rolled_back, analysed]
     default: read
   release:
     description:
-      - The release of the event. Required with O(event=served), O(event=failed) and
-        O(event=rolled_back); ignored with O(event=read).
+      - The release of the event. Required with every O(event) but V(read), which ignores it.
       - It must have a non-empty C(version). The known keys are C(version), C(image), C(digest),
         C(image_id), C(slot) (V(blue) or V(green) when given), C(runtime), C(strategy) and
         C(deploy_id); their values are stored as strings or null. Other keys are kept as given.
@@ -77,8 +78,8 @@ options:
     type: dict
   reason:
     description:
-      - Why the release failed or was rolled back. Required with O(event=failed) and
-        O(event=rolled_back); ignored otherwise.
+      - Why the release failed or was rolled back, or the verdict of an analysis. Required with
+        O(event=failed), O(event=rolled_back) and O(event=analysed); ignored otherwise.
     type: str
   history_size:
     description:
@@ -162,8 +163,8 @@ ledger:
       type: dict
     history:
       description:
-        - Events, newest first. Each one is a release with C(event) (V(served), V(failed) or
-          V(rolled_back)), C(at) (UTC, ISO 8601) and, for V(failed) and V(rolled_back), C(reason).
+        - Events, newest first. Each one is a release with C(event) (V(served), V(failed), V(rolled_back) or
+          V(analysed)), C(at) (UTC, ISO 8601) and, for all but V(served), C(reason).
       type: list
       elements: dict
     updated_at:
@@ -343,6 +344,7 @@ def main():
             ("event", "served", ("release",)),
             ("event", "failed", ("release",)),
             ("event", "rolled_back", ("release",)),
+            ("event", "analysed", ("release",)),
         ],
         supports_check_mode=True,
     )

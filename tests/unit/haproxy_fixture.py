@@ -479,6 +479,7 @@ class RoleHAProxyLab(HAProxyLab):
         super().__init__(tmp_path)
         self.map_file = self.tmp / "vmfleet-active.map"
         self.split_map_file = self.tmp / "vmfleet-split.map"
+        self.sticky_map_file = self.tmp / "vmfleet-sticky.map"
         self.preview_port = free_port()
         self.servers = {"svc_blue": ("app1",), "svc_green": ("app1",)}
         self.role_config = None  # the template as rendered, global section included
@@ -486,6 +487,7 @@ class RoleHAProxyLab(HAProxyLab):
     def write_maps(self):
         self.map_file.write_text(ACTIVE_MAP_FILE)
         self.split_map_file.write_text(SPLIT_MAP_FILE)
+        self.sticky_map_file.write_text("svc 0\n")
 
     # Rendering through ansible-playbook takes seconds: the template is rendered
     # once per test session with stand-ins for the lab's directory and ports
@@ -514,6 +516,7 @@ class RoleHAProxyLab(HAProxyLab):
             "haproxy_map_dir": tmp,
             "haproxy_active_map_file": tmp + "/vmfleet-active.map",
             "haproxy_split_map_file": tmp + "/vmfleet-split.map",
+            "haproxy_sticky_map_file": tmp + "/vmfleet-sticky.map",
             "haproxy_runtime_socket": tmp + "/admin.sock",
             "haproxy_server_state_file": tmp + "/server-state",
             "haproxy_timeout_connect": "1s",

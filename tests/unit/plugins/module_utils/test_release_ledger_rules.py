@@ -459,3 +459,19 @@ def test_stamps_are_utc():
     assert utc_stamp(local) == "2026-11-28T03:15:00Z"
     assert deploy_id_stamp(local) == "20261128T031500Z"
     assert utc_stamp(None).endswith("Z")
+
+
+def test_analysed_is_history_only_and_never_makes_a_release_bad():
+    ledger = run(empty_ledger("catalog"), ("served", rel("1.0.0")), ("served", rel("1.1.0", slot="green")))
+    verdict = "step 1 (10 %): pass, canary 5xx 0.0 % (0 of 800), 12 ms; stable 0.0 % (0 of 7200), 11 ms"
+    after, changed = apply_event(ledger, "analysed", release=rel("1.2.0", slot="blue"), reason=verdict, now=at(9))
+    assert changed is True
+    assert after["current"] == ledger["current"] and after["slot"] == ledger["slot"]
+    assert after["previous"] == ledger["previous"]
+    assert (after["history"][0]["event"], after["history"][0]["version"]) == ("analysed", "1.2.0")
+    assert after["history"][0]["reason"] == verdict
+    # An analysed release that later serves is not held against it: it can be previous.
+    served = run(after, ("served", rel("1.2.0", slot="blue")), ("served", rel("1.3.0", slot="green")))
+    assert served["previous"]["version"] == "1.2.0"
+    with pytest.raises(LedgerError, match="reason is required with event=analysed"):
+        apply_event(ledger, "analysed", release=rel("1.2.0"), reason="  ")

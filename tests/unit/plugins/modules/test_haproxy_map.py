@@ -7,6 +7,7 @@ everything, 30 about 30%, for keep-alive and new-connection clients.
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import time
@@ -20,6 +21,7 @@ from haproxy_fixture import (
     LoadProbe,
     haproxy_lab_fixture,
     haproxy_role_lab_fixture,
+    version_of,
     wait_for,
 )
 
@@ -531,6 +533,59 @@ def test_role_split_without_an_entry_is_zero(haproxy_role_lab, run_module):
                                       "state": "absent"})
     assert result["changed"] and "svc" not in lab.split_map_file.read_text().split("\n", 1)[1]
     assert idle_share(lab, 50, True, "green1") == 0.0
+
+
+def test_role_canary_header_targets_the_idle_slot_only_while_split(haproxy_role_lab, run_module):
+    lab = haproxy_role_lab
+    header = {"X-Canary": "1"}
+    set_split(lab, run_module, 0)
+    # No split: the header changes nothing (the idle slot may not even run).
+    assert {lab.get(headers=header)[1] for _request in range(20)} == {"blue1"}
+    set_split(lab, run_module, 10)
+    answers = [lab.get(headers=header)[1] for _request in range(100)]
+    assert answers == ["green1"] * 100, answers
+    # Without the header, the draw decides: most requests stay on the live slot.
+    assert idle_share(lab, 200, True, "green1") < 0.25
+    set_split(lab, run_module, 0)
+
+
+def test_role_sticky_cookie_keeps_a_client_on_its_first_slot(haproxy_role_lab, run_module):
+    lab = haproxy_role_lab
+    set_split(lab, run_module, 50)
+
+    def first_and_rest(cookie_jar: dict) -> list[str]:
+        answers = []
+        for _request in range(10):
+            conn = http.client.HTTPConnection("127.0.0.1", lab.port, timeout=5)
+            cookie = "; ".join(f"{k}={v}" for k, v in cookie_jar.items())
+            conn.request("GET", "/", headers={"Cookie": cookie} if cookie else {})
+            response = conn.getresponse()
+            answers.append(version_of(response.read()))
+            for header, value in response.getheaders():
+                if header.lower() == "set-cookie":
+                    name, _, rest = value.partition("=")
+                    cookie_jar[name] = rest.split(";")[0]
+            conn.close()
+        return answers
+
+    # Not sticky (map entry 0): no cookie, and a client sees both slots.
+    jar: dict = {}
+    assert set(first_and_rest(jar)) == {"blue1", "green1"} and jar == {}
+    assert not run_module(haproxy_map, {"socket": lab.socket, "map": str(lab.sticky_map_file), "key": "svc",
+                                        "value": "1"}).failed
+    seen = set()
+    for _client in range(16):
+        jar = {}
+        answers = first_and_rest(jar)
+        assert len(set(answers)) == 1, answers  # every request on the slot of the first answer
+        assert jar == {"vmfleet_svc": {"blue1": "svc_blue", "green1": "svc_green"}[answers[0]]}
+        seen.add(answers[0])
+    assert seen == {"blue1", "green1"}, seen  # 16 clients at 50 %: both slots got some
+    # Once the split is 0 again, a cookie for the idle slot is ignored.
+    set_split(lab, run_module, 0)
+    assert first_and_rest({"vmfleet_svc": "svc_green"}) == ["blue1"] * 10
+    assert not run_module(haproxy_map, {"socket": lab.socket, "map": str(lab.sticky_map_file), "key": "svc",
+                                        "value": "0"}).failed
 
 
 def test_role_maps_survive_a_reload(haproxy_role_lab, run_module):
