@@ -12,7 +12,9 @@
 #   PUSH        1 to push each image to REGISTRY (credentials come from DOCKER_CONFIG)
 #   SERVICES    space-separated services (default "catalog cart search payment")
 #   VERSIONS    space-separated versions (default "1.0.0 1.1.0 1.2.0-bad");
-#               a version ending in "-bad" bakes FAIL_HEALTH=1: health never passes
+#               a version ending in "-bad" bakes FAIL_HEALTH=1: health never passes;
+#               "-errors" bakes ERROR_RATE=0.3 (health passes, 30% of GET / answer 500);
+#               "-slow" bakes LATENCY_MS=250 (health passes, GET / takes 250 ms more)
 #   DOCKER      container CLI to use (default docker)
 #
 # Examples:
@@ -69,8 +71,10 @@ summary=()
 for svc in "${services[@]}"; do
   for ver in "${versions[@]}"; do
     image=$(image_name "$svc" "$ver")
-    fail_health=0
+    fail_health=0 error_rate=0 latency_ms=0
     [[ $ver == *-bad ]] && fail_health=1
+    [[ $ver == *-errors ]] && error_rate=0.3
+    [[ $ver == *-slow ]] && latency_ms=250
     before=$(image_id "$image")
     t0=$SECONDS
     if ! "$DOCKER" build \
@@ -78,6 +82,8 @@ for svc in "${services[@]}"; do
         --build-arg "SERVICE_NAME=$svc" \
         --build-arg "VERSION=$ver" \
         --build-arg "FAIL_HEALTH=$fail_health" \
+        --build-arg "ERROR_RATE=$error_rate" \
+        --build-arg "LATENCY_MS=$latency_ms" \
         --tag "$image" \
         "$here" >"$log" 2>&1; then
       cat "$log" >&2

@@ -18,6 +18,7 @@ bad input fails before any change with a message that names the variable.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import shlex
@@ -49,6 +50,7 @@ SOCKET = "/run/haproxy/admin.sock"
 MASTER_SOCKET = "/run/haproxy-master.sock"
 MAP = "/etc/haproxy/maps/vmfleet-active.map"
 SPLIT_MAP = "/etc/haproxy/maps/vmfleet-split.map"
+STICKY_MAP = "/etc/haproxy/maps/vmfleet-sticky.map"
 VERSIONS = {"blue": "1.0.0", "green": "1.1.0"}
 SERVICES = [
     {
@@ -247,6 +249,9 @@ def test_first_run_configures_the_load_balancer(lab, converged):
     splits = dict(line.split() for line in lb(lab, f"grep -v '^#' {SPLIT_MAP}").splitlines())
     assert splits == {"catalog": "0", "cart": "0"}
     assert "catalog 0" in runtime(lab, f"show map {SPLIT_MAP}")
+    # The sticky map: no canary keeps clients anywhere.
+    sticky = dict(line.split() for line in lb(lab, f"grep -v '^#' {STICKY_MAP}").splitlines())
+    assert sticky == {"catalog": "0", "cart": "0"}
 
 
 def test_frontends_answer_https_verified_with_the_lab_ca(lab, converged):
@@ -439,6 +444,28 @@ def test_active_map_and_split_survive_reload_restart_and_rerun(lab, converged):
             {"map": SPLIT_MAP, "key": "catalog", "value": "0"},
             {"map": SPLIT_MAP, "key": "cart", "value": "0"},
         ]})
+
+
+@pytest.mark.parametrize(("path", "line", "words"), [
+    (SPLIT_MAP, "catalog 150", ["not a percentage", "150"]),
+    (STICKY_MAP, "catalog yes", ["not 0 or 1", "yes"]),
+])
+def test_a_bad_map_entry_fails_before_any_change(lab, converged, path, line, words):
+    """The role never rewrites the strategies' entries: a bad one is named, and nothing changes."""
+    good = lb(lab, f"cat {path}")
+    lb(lab, f"sed -i 's/^catalog .*/{line}/' {path}")
+    try:
+        fingerprint = f"sha256sum /etc/haproxy/haproxy.cfg {MAP} {SPLIT_MAP} {STICKY_MAP}"
+        before = (lb(lab, fingerprint), processes(lab)["worker"])
+        result = converge(lab, check=False)
+        assert result["rc"] != 0
+        messages = "\n".join(failure_messages(result, "lb1"))
+        for word in [path, *words]:
+            assert word in messages, f"{word!r} not in {messages}"
+        assert (lb(lab, fingerprint), processes(lab)["worker"]) == before, "something changed"
+    finally:
+        lb(lab, f"echo {base64.b64encode((good + chr(10)).encode()).decode()} | base64 -d > {path}")
+    assert lb(lab, f"cat {path}") == good
 
 
 @pytest.mark.parametrize(
