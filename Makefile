@@ -79,6 +79,8 @@ smoke:
 # Molecule scenarios on their own lab (molecule/shared): each makes it,
 # converges, checks idempotence, verifies with testinfra and destroys it.
 MOLECULE_SCENARIOS ?= default podman rolling blue_green
+# The canary scenario is not in `make test` yet: it has not run green, and
+# the suite must stay within CI's time (make molecule MOLECULE_SCENARIOS=canary).
 molecule:
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s || exit 1; done
 

@@ -16,10 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
+__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "finish", "spread"]
+
 # The one load probe (tests/integration/loadprobe.py), shared with the tests.
 if str(ROOT / "tests" / "integration") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from loadprobe import LoadProbe  # noqa: E402,F401  (re-exported for the benches)
+from loadprobe import LoadProbe  # noqa: E402  (re-exported for the benches: see __all__)
 
 
 def ansible_env(json_output: bool = False) -> dict[str, str]:

@@ -165,7 +165,7 @@ class Client:
                 if self.cookies:
                     for name, value in response.getheaders():
                         if name.lower() == "set-cookie":
-                            key, _, rest = value.partition("=")
+                            key, _eq, rest = value.partition("=")
                             self.jar[key] = rest.split(";")[0]
                 version = json.loads(body).get("version") if body.startswith(b"{") else None
                 self.answers.append((started, response.status, version))

@@ -563,7 +563,7 @@ def test_role_sticky_cookie_keeps_a_client_on_its_first_slot(haproxy_role_lab, r
             answers.append(version_of(response.read()))
             for header, value in response.getheaders():
                 if header.lower() == "set-cookie":
-                    name, _, rest = value.partition("=")
+                    name, _eq, rest = value.partition("=")
                     cookie_jar[name] = rest.split(";")[0]
             conn.close()
         return answers

@@ -9,6 +9,7 @@ from ansible_collections.vmfleet.deploy.plugins.modules import haproxy_stats
 # The real-HAProxy fixture (tests/unit/haproxy_fixture.py), found by pytest under this name.
 haproxy_lab = haproxy_lab_fixture
 
+
 def test_counters_per_backend_and_per_server(haproxy_lab, run_module):
     lab = haproxy_lab
     for _request in range(10):
