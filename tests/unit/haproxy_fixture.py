@@ -258,25 +258,38 @@ class HAProxyLab:
     def write_maps(self):
         self.map_file.write_text(MAP_FILE)
 
+    # The ports HAProxy itself binds: free_port() only finds a port free at that moment, and another
+    # process (a client's ephemeral port) may take it before HAProxy binds it; start() then picks anew.
+    _bound_ports = ("port", "cli_port")
+
     def start(self):
         for app in self.apps.values():
             app.start()
         self.write_maps()
-        self.config_file.write_text(self.config())
-        self._log = open(self.log_file, "ab")
-        self.proc = subprocess.Popen(
-            [HAPROXY, "-f", str(self.config_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(self.tmp),
-        )
-        try:
-            wait_for(self._answers, 10, what="the HAProxy runtime API")
-            wait_for(self.all_up, 10, what="all servers UP")
-        except AssertionError:
-            self.stop()
-            raise AssertionError("HAProxy did not start:\n" + self.log_file.read_text()) from None
+        for attempt in range(3):
+            self.config_file.write_text(self.config())
+            self._log = open(self.log_file, "ab")
+            self.proc = subprocess.Popen(
+                [HAPROXY, "-f", str(self.config_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=str(self.tmp),
+            )
+            try:
+                wait_for(self._answers, 10, what="the HAProxy runtime API")
+                wait_for(self.all_up, 10, what="all servers UP")
+                return self
+            except AssertionError:
+                log = self.log_file.read_text()
+                if "Address already in use" in log and attempt < 2:
+                    self._stop_haproxy()
+                    self.log_file.write_text("")
+                    for name in self._bound_ports:
+                        setattr(self, name, free_port())
+                    continue
+                self.stop()
+                raise AssertionError("HAProxy did not start:\n" + log) from None
         return self
 
     def _answers(self):
@@ -287,7 +300,7 @@ class HAProxyLab:
         except OSError:
             return False
 
-    def stop(self):
+    def _stop_haproxy(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -297,6 +310,9 @@ class HAProxyLab:
                 self.proc.wait(5)
         if self.proc is not None:
             self._log.close()
+
+    def stop(self):
+        self._stop_haproxy()
         for app in self.apps.values():
             app.stop()
 
@@ -481,6 +497,7 @@ class RoleHAProxyLab(HAProxyLab):
         self.split_map_file = self.tmp / "vmfleet-split.map"
         self.sticky_map_file = self.tmp / "vmfleet-sticky.map"
         self.preview_port = free_port()
+        self._bound_ports = ("port", "cli_port", "preview_port")
         self.servers = {"svc_blue": ("app1",), "svc_green": ("app1",)}
         self.role_config = None  # the template as rendered, global section included
 
