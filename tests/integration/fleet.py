@@ -30,6 +30,8 @@ HOSTS = ["app1", "app2", "app3", "app4"]
 MIN_RPS = 100  # per probe, over the whole run
 ACTIVE_MAP = "/etc/haproxy/maps/vmfleet-active.map"
 SPLIT_MAP = "/etc/haproxy/maps/vmfleet-split.map"
+# The port of each slot on the app hosts.
+PORT = {"blue": 8101, "green": 8102}
 
 
 def ansible_env() -> dict[str, str]:
@@ -61,6 +63,11 @@ def playbook(name: str, *extra: str, check: bool = True, timeout: float = 900) -
     if check:
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     return proc
+
+
+def flat(text: str) -> str:
+    """Text with every run of white space as one blank: Ansible's YAML output folds long messages."""
+    return " ".join(text.split())
 
 
 def recap(proc: subprocess.CompletedProcess) -> list[str]:

@@ -22,12 +22,14 @@ from fleet import (
     CA,
     HOSTS,
     INVENTORY,
+    PORT,
     REGISTRY,
     ROOT,
     adhoc,
     ansible_env,
     assert_no_failures,
     containers,
+    flat,
     ledgers,
     live_maps,
     playbook,
@@ -38,8 +40,6 @@ from fleet import (
     started_after,
 )
 
-PORT = {"blue": 8101, "green": 8102}
-
 
 def blue_green(version: str, *extra: str, check: bool = True, delay: float = 3) -> subprocess.CompletedProcess:
     return playbook("blue_green.yml", "-e", "service=catalog", "-e", f"version={version}",
@@ -48,11 +48,6 @@ def blue_green(version: str, *extra: str, check: bool = True, delay: float = 3) 
 
 def rollback(*extra: str, check: bool = True) -> subprocess.CompletedProcess:
     return playbook("rollback.yml", "-e", "service=catalog", *extra, check=check)
-
-
-def flat(text: str) -> str:
-    """Text with every run of white space as one blank: Ansible's YAML output folds long messages."""
-    return " ".join(text.split())
 
 
 def flip_epoch(proc_stdout: str) -> float:

@@ -27,10 +27,12 @@ from fleet import (
     HOSTS,
     INVENTORY,
     LB,
+    PORT,
     ROOT,
     ansible_env,
     assert_no_failures,
     containers,
+    flat,
     ledgers,
     live_maps,
     playbook,
@@ -38,8 +40,6 @@ from fleet import (
     served_versions,
     servers,
 )
-
-PORT = {"blue": 8101, "green": 8102}
 
 
 def canary(version: str, steps: list[dict], *extra: str, check: bool = True, **inputs) -> tuple:
@@ -53,11 +53,6 @@ def canary(version: str, steps: list[dict], *extra: str, check: bool = True, **i
             encoded = line.split("vmfleet-canary-report=")[1].split()[0].strip("\"',")
             return proc, json.loads(base64.b64decode(encoded))
     return proc, None
-
-
-def flat(text: str) -> str:
-    """Text with every run of white space as one blank: Ansible's YAML output folds long messages."""
-    return " ".join(text.split())
 
 
 def assert_stable_on(version: str, slot: str = "blue") -> None:
