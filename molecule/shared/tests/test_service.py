@@ -2,15 +2,15 @@
 1.0.0 (loaded from an archive) in blue, and their ledgers.
 
 Runs with testinfra over the scenario's Ansible inventory (SSH to the lab's
-bare app host). MOLECULE_RUNTIME says which engine the scenario installed.
+bare app hosts). Each host's container_engine_runtime (inventory host_vars)
+says which engine it runs: app1 Docker, app2 Podman.
 """
 
 import json
-import os
 
 import pytest
 
-RUNTIME = os.environ.get("MOLECULE_RUNTIME", "docker")
+ENGINES = {"docker", "podman"}
 # service -> (blue slot port, where its image came from)
 SERVICES = {"catalog": (8101, "pull"), "cart": (8111, "archive")}
 # Capabilities the role adds back after `cap_drop: ALL` (roles/service/tasks/run-docker.yml
@@ -21,14 +21,21 @@ CAP_ADD: list[str] = []
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
+def runtime(host) -> str:
+    """The engine the inventory gives the host (the role's default is docker)."""
+    engine = host.ansible.get_variables().get("container_engine_runtime", "docker")
+    assert engine in ENGINES, engine
+    return engine
+
+
 def inspect(host, service):
-    cmd = host.run(f"{RUNTIME} container inspect {service}-blue")
+    cmd = host.run(f"{runtime(host)} container inspect {service}-blue")
     assert cmd.rc == 0, cmd.stderr
     return json.loads(cmd.stdout)[0]
 
 
 def test_engine_is_active(host):
-    if RUNTIME == "docker":
+    if runtime(host) == "docker":
         docker = host.service("docker")
         assert docker.is_running
         assert docker.is_enabled
@@ -54,7 +61,7 @@ def test_container_is_running_and_healthy(host, service):
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_podman_container_runs_under_an_enabled_systemd_unit(host, service):
-    if RUNTIME != "podman":
+    if runtime(host) != "podman":
         pytest.skip("Docker restarts containers itself")
     unit = host.service(f"container-{service}-blue")
     assert unit.is_running
@@ -89,7 +96,7 @@ def test_container_drops_every_capability_and_adds_only_cap_add(host, service):
     # The options as each engine reports them.
     hostconfig = config["HostConfig"]
     assert cap_names(hostconfig["CapAdd"]) == CAP_ADD
-    if RUNTIME == "docker":
+    if runtime(host) == "docker":
         # Docker shows the options as given.
         assert cap_names(hostconfig["CapDrop"]) == ["ALL"]
     else:
