@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,16 +50,23 @@ def run_json(argv: list[str], timeout: float = 600, check: bool = True) -> dict:
     return result
 
 
-def docker_snapshot() -> dict[str, list[str]]:
-    """What `docker ps -a`, `docker network ls` and `docker volume ls` show."""
+def docker_snapshot(lab: str) -> dict[str, list[str]]:
+    """What `docker ps -a`, `docker network ls` and `docker volume ls` show, except other labs' objects.
+
+    Objects labelled ``io.vmfleet.lab`` for another lab are left out: `make test` runs the
+    smoke tests beside the Molecule `default` scenario, whose lab comes and goes meanwhile.
+    Everything else, unlabelled objects and lab ``lab``'s own, is listed.
+    """
 
     def lines(*argv: str) -> list[str]:
-        return sorted(subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout.split())
+        out = subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout.split()
+        return sorted(line.rsplit("|", 1)[0] for line in out if line.rsplit("|", 1)[1] in ("", lab))
 
+    label = '|{{.Label "io.vmfleet.lab"}}'
     return {
-        "containers": lines("ps", "-a", "--format", "{{.ID}}:{{.Names}}"),
-        "networks": lines("network", "ls", "--format", "{{.ID}}:{{.Name}}"),
-        "volumes": lines("volume", "ls", "--format", "{{.Name}}"),
+        "containers": lines("ps", "-a", "--format", "{{.ID}}:{{.Names}}" + label),
+        "networks": lines("network", "ls", "--format", "{{.ID}}:{{.Name}}" + label),
+        "volumes": lines("volume", "ls", "--format", "{{.Name}}" + label),
     }
 
 
@@ -91,6 +99,27 @@ def create_lab(base: Path, name: str, subnet_prefix: str, app_hosts: int) -> dic
     )
     first = run_json(["ansible-playbook", "playbooks/lab.yml", "-e", f"@{vars_file}"])
     return {"name": name, "vars_file": vars_file, "inventory": inventory, "state": state, "first": first}
+
+
+# The one lab the smoke tests share (test_haproxy_role.py, then test_lab.py, which
+# ends by removing it with `make clean`): its own name and subnet, so it can live
+# beside a demo lab and the Molecule labs.
+SMOKE_LAB = {"name": "vmfleet-smoke", "subnet_prefix": "10.77.101", "app_hosts": 2}
+
+
+@pytest.fixture(scope="session")
+def smoke_lab(tmp_path_factory):
+    """Docker's state before, then the lab (create_lab()); removed at the end unless a test did."""
+    before = docker_snapshot(SMOKE_LAB["name"])
+    base = tmp_path_factory.mktemp("smoke-lab")
+    start = time.monotonic()
+    info = create_lab(base, SMOKE_LAB["name"], SMOKE_LAB["subnet_prefix"], SMOKE_LAB["app_hosts"])
+    info.update(create_seconds=time.monotonic() - start, before=before, cleaned=False, **SMOKE_LAB)
+    try:
+        yield info
+    finally:
+        if not info["cleaned"]:
+            destroy_lab(info["vars_file"])
 
 
 def destroy_lab(vars_file: Path) -> None:

@@ -1,9 +1,9 @@
 """The haproxy role (`vmfleet.deploy.haproxy`, playbooks/loadbalancers.yml) on a lab of its own.
 
-The lab (``vmfleet-hap``, 10.77.103.0/24, 2 app hosts) runs real HTTP backends
-without a container engine: the shop app under ``systemd-run``, for two services
-in both slots (blue 1.0.0, green 1.1.0), 8 servers in all. The tests run in file
-order and share the lab; the last one removes it with ``make clean``.
+The smoke tests' lab (conftest.smoke_lab, 2 app hosts; test_lab.py checks it next
+and removes it) runs real HTTP backends without a container engine: the shop app
+under ``systemd-run``, for two services in both slots (blue 1.0.0, green 1.1.0),
+8 servers in all. The tests run in file order.
 
 What is checked: HTTPS verified with the lab CA; a second run changes nothing;
 the split map holds 0 for every service, and a split of 100 set with
@@ -30,11 +30,9 @@ import yaml
 
 from .conftest import (
     ROOT,
+    SMOKE_LAB,
     changed_tasks,
-    create_lab,
-    destroy_lab,
     failure_messages,
-    lab_objects,
     lab_shell,
     run_json,
 )
@@ -42,10 +40,9 @@ from .loadprobe import LoadProbe, format_summary
 
 pytestmark = pytest.mark.lab
 
-LAB_NAME = "vmfleet-hap"
-SUBNET_PREFIX = "10.77.103"
+SUBNET_PREFIX = SMOKE_LAB["subnet_prefix"]
 LB = f"{SUBNET_PREFIX}.10"
-APP_HOSTS = 2
+APP_HOSTS = SMOKE_LAB["app_hosts"]
 SOCKET = "/run/haproxy/admin.sock"
 MASTER_SOCKET = "/run/haproxy-master.sock"
 MAP = "/etc/haproxy/maps/vmfleet-active.map"
@@ -80,21 +77,13 @@ PROBE = {"threads": 4, "seconds": 180, "max_requests": 40000, "rate": 200}
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hap-lab")
-    start = time.monotonic()
-    info = create_lab(base, LAB_NAME, SUBNET_PREFIX, APP_HOSTS)
-    info["create_seconds"] = time.monotonic() - start
-    info["cleaned"] = False
+def lab(smoke_lab, tmp_path_factory):
+    info = dict(smoke_lab)
     info["ca"] = info["state"] / "pki" / "ca.crt"
-    info["services_file"] = base / "services.yml"
+    info["services_file"] = tmp_path_factory.mktemp("hap") / "services.yml"
     info["services_file"].write_text(yaml.safe_dump({"vmfleet_services": SERVICES}))
-    try:
-        start_backends(info)
-        yield info
-    finally:
-        if not info["cleaned"]:
-            destroy_lab(info["vars_file"])
+    start_backends(info)
+    return info
 
 
 def start_backends(lab: dict) -> None:
@@ -501,10 +490,3 @@ def test_bad_input_fails_before_any_change(lab, converged, tmp_path, case, bad, 
         assert word in messages, f"{case}: {word!r} not in {messages}"
     assert (lb(lab, fingerprint), processes(lab)["worker"]) == before, f"{case}: something changed"
     print(f"\n{case}: {messages}")
-
-
-def test_make_clean_removes_the_lab(lab):
-    destroy_lab(lab["vars_file"])
-    lab["cleaned"] = True
-    assert lab_objects(LAB_NAME) == {"containers": [], "networks": [], "volumes": []}
-    assert not (lab["inventory"] / "hosts.yml").exists()

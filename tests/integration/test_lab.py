@@ -1,9 +1,10 @@
 """Smoke test of the lab fleet (`vmfleet.deploy.lab`).
 
-It makes a lab of its own (name ``vmfleet-smoke``, its own subnet, state and
-inventory directories), so it can run beside a demo lab, checks it, and ends
-by removing it with ``make clean`` and comparing Docker's state with what it
-was before. The tests run in file order and share one lab.
+It runs on the smoke tests' own lab (conftest.smoke_lab: name ``vmfleet-smoke``,
+its own subnet, state and inventory directories, so it can run beside a demo
+lab), which test_haproxy_role.py uses first. It checks the lab and ends by
+removing it with ``make clean`` and comparing Docker's state with what it was
+before the lab was made. The tests run in file order.
 """
 
 from __future__ import annotations
@@ -12,63 +13,25 @@ import http.client
 import shutil
 import ssl
 import subprocess
-import time
 from base64 import b64encode
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT, ansible_env, changed_tasks, docker_snapshot, run_json
+from .conftest import ROOT, SMOKE_LAB, changed_tasks, destroy_lab, docker_snapshot, lab_objects, run_json
 
 pytestmark = pytest.mark.lab
 
-SUBNET_PREFIX = "10.77.101"
+SUBNET_PREFIX = SMOKE_LAB["subnet_prefix"]
 REGISTRY = f"{SUBNET_PREFIX}.11:5000"
-APP_HOSTS = 4
+APP_HOSTS = SMOKE_LAB["app_hosts"]
 SUDO_USER = "vmfleet"  # the default lab_sudo_user
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    if shutil.which("docker") is None:
-        pytest.fail("docker is not installed; run `make deps` (scripts/host-deps.sh)")
-    base = tmp_path_factory.mktemp("smoke-lab")
-    inventory = base / "inventory"
-    shutil.copytree(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
-    state = base / "state"
-    vars_file = base / "smoke-lab.yml"
-    vars_file.write_text(
-        yaml.safe_dump(
-            {
-                "lab_name": "vmfleet-smoke",
-                "lab_subnet": f"{SUBNET_PREFIX}.0/24",
-                "lab_app_hosts": APP_HOSTS,
-                "lab_state_dir": str(state),
-                "lab_inventory_dir": str(inventory),
-            }
-        )
-    )
-    info = {
-        "vars_file": vars_file,
-        "inventory": inventory,
-        "state": state,
-        "before": docker_snapshot(),
-        "cleaned": False,
-    }
-    start = time.monotonic()
-    info["first"] = run_json(["ansible-playbook", "playbooks/lab.yml", "-e", f"@{vars_file}"])
-    info["create_seconds"] = time.monotonic() - start
-    yield info
-    if not info["cleaned"]:
-        make_clean(vars_file)
-
-
-def make_clean(vars_file: Path) -> None:
-    subprocess.run(
-        ["make", "--no-print-directory", "clean", f"LAB_ARGS=-e @{vars_file}"],
-        cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"), check=True, timeout=300,
-    )
+def lab(smoke_lab):
+    return smoke_lab
 
 
 def per_host(result: dict) -> dict[str, dict]:
@@ -173,7 +136,7 @@ def test_sudo_user_cannot_read_root_only_files_without_become(lab):
 
 
 def test_a_login_user_the_lab_does_not_make_is_refused_before_any_change(lab):
-    before = docker_snapshot()
+    before = docker_snapshot(lab["name"])
     refused = run_json(
         ["ansible-playbook", "playbooks/lab.yml", "-e", f"@{lab['vars_file']}", "-e", "lab_login_user=alice"],
         check=False,
@@ -188,7 +151,7 @@ def test_a_login_user_the_lab_does_not_make_is_refused_before_any_change(lab):
         if (outcome := task["hosts"].get("localhost", {})).get("failed")
     ]
     assert len(messages) == 1 and "lab_login_user=alice" in messages[0] and "'root'" in messages[0], messages
-    assert docker_snapshot() == before
+    assert docker_snapshot(lab["name"]) == before
 
 
 def _registry_request(path: str, context: ssl.SSLContext, auth: str | None = None) -> http.client.HTTPResponse:
@@ -261,8 +224,9 @@ def test_inventory_can_log_in_as_the_sudo_user(lab, tmp_path):
 
 
 def test_make_clean_restores_docker_state(lab):
-    make_clean(lab["vars_file"])
+    destroy_lab(lab["vars_file"])
     lab["cleaned"] = True
-    assert docker_snapshot() == lab["before"]
+    assert lab_objects(lab["name"]) == {"containers": [], "networks": [], "volumes": []}
+    assert docker_snapshot(lab["name"]) == lab["before"]
     assert not (lab["inventory"] / "hosts.yml").exists()
     assert not Path(f"/etc/docker/certs.d/{REGISTRY}").exists()

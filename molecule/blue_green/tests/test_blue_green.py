@@ -131,7 +131,7 @@ def test_group_vars_set_the_strategy_inputs(tmp_path):
 
 def test_rollback_after_the_scale_down_redeploys_the_previous_release():
     with probes() as running:
-        proc = rollback()
+        proc = rollback("-e", "vmfleet_batch=2")
     assert_no_failures(*running)
     # 1.0.0 was deployed by bootstrap, in place: it is deployed again the same way, in the live slot.
     assert "deploy it again with rolling.yml" in flat(proc.stdout), proc.stdout[-3000:]
@@ -245,9 +245,10 @@ def test_rolling_as_a_non_root_user_with_sudo():
     check = adhoc("app1,lb1", "ansible.builtin.command", f"id -u {lab_user}")
     assert all(r.get("rc") == 0 for r in check.values()), check
     with probes() as running:
-        proc = playbook("rolling.yml", "-e", f"ansible_user={lab_user}", "-e", "service=catalog", "-e", "version=1.3.0")
+        proc = playbook("rolling.yml", "-e", f"ansible_user={lab_user}", "-e", "service=catalog", "-e", "version=1.3.0",
+                        "-e", "vmfleet_batch=2")
     assert_no_failures(*running)
-    assert "batch 4/4" in proc.stdout
+    assert "batch 2/2" in proc.stdout
     assert_serving("1.3.0", "green", previous="1.1.0")
     # ... and this run really was unprivileged until sudo: the admin socket is root only.
     denied = subprocess.run(["ansible", "-i", str(INVENTORY), "lb1", "-e", f"ansible_user={lab_user}",
