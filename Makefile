@@ -14,7 +14,7 @@ LAB_ENV  := .lab/lab.env
 LAB_ARGS ?=
 
 .PHONY: help deps host-deps venv collection lab images status demo clean \
-        test lint sanity unit smoke molecule molecule-default changelog build
+        test checks lab-images lint sanity unit smoke molecule molecule-default changelog build
 
 help:
 	@echo "make demo   - install what is needed, create the lab fleet, push the shop images, deploy the shop, roll catalog to 1.1.0 under load"
@@ -62,12 +62,20 @@ clean:
 	else echo "no virtualenv: nothing was created"; fi
 
 # ----------------------------------------------------------------- tests
-# The lab tests: smoke and the Molecule `default` scenario run side by side
-# (labs of their own, no load probes in `default`; output kept per target),
-# then the strategy scenarios, which measure requests per second, alone.
-test: deps lint unit sanity
+# Two at a time where that is safe (output kept per target): the checks
+# beside building the lab images (on a new machine, debootstrap and apt,
+# mostly waiting on the network); then smoke beside the Molecule `default`
+# scenario (labs of their own, no load probes in `default`); then the
+# strategy scenarios, which measure requests per second, alone.
+test: deps
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse checks lab-images
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse smoke molecule-default
 	$(MAKE) --no-print-directory molecule MOLECULE_SCENARIOS="$(STRATEGY_SCENARIOS)"
+
+checks: lint unit sanity
+
+lab-images:
+	ansible-playbook playbooks/lab.yml -e lab_state=images
 
 lint:
 	scripts/lint.sh
