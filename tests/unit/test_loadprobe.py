@@ -9,6 +9,8 @@ relies on: ``Record.end``, ``LoadProbe.monotonic_start``, ``wait_requests`` and
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -122,3 +124,56 @@ def test_http_errors_are_failures_without_version(server):
     summary = probe.result()
     assert summary["failed"] == 5 and summary["errors"] == {"http-5xx": 5}
     assert all(r.status == 503 and r.version is None and not r.ok for r in probe.records())
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """The ``server`` fixture's handler behind TLS, with a certificate for 127.0.0.1; ``(url, cafile)``."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.answer = (200, json.dumps({"version": "1.2.0"}).encode())
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield "https://127.0.0.1:%d/" % httpd.server_address[1], str(cert)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def test_new_connections_resume_their_thread_s_tls_session(tls_server):
+    url, cafile = tls_server
+    probe = LoadProbe(url, threads=2, keepalive=False, max_requests=20, seconds=20, cafile=cafile)
+    probe.start()
+    assert probe.wait(20)
+    summary = probe.result()
+    assert summary["total"] == 20 and summary["failed"] == 0, summary
+    assert summary["connections"] == 20
+    # Every thread's first handshake is a full one; the others resume (TLS 1.3 tickets).
+    assert summary["resumed"] == 18, summary
+
+
+def test_a_certificate_the_ca_does_not_sign_still_fails(tls_server, tmp_path):
+    url, _cafile = tls_server
+    other = tmp_path / "other.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(tmp_path / "other.key"), "-out", str(other), "-days", "1", "-subj", "/CN=other"],
+        check=True, capture_output=True, timeout=30,
+    )
+    probe = LoadProbe(url, threads=1, keepalive=False, max_requests=3, seconds=10, cafile=str(other))
+    probe.start()
+    assert probe.wait(10)
+    summary = probe.result()
+    assert summary["failed"] == 3 and summary["resumed"] == 0, summary
