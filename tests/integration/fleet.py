@@ -87,12 +87,15 @@ def probes(seconds: float = 600, rate: float = 150):
         time.sleep(1)
 
 
-def assert_no_failures(*probe_list: LoadProbe, min_rps: float = MIN_RPS) -> list[dict]:
+def assert_no_failures(*probe_list: LoadProbe, min_rps: float | tuple[float, ...] = MIN_RPS) -> list[dict]:
+    """0 failed requests on every probe, and each probe's rate at least its floor (one for all, or one each)."""
     results = [p.result() for p in probe_list]
-    for r in results:
+    floors = min_rps if isinstance(min_rps, tuple) else (min_rps,) * len(results)
+    assert len(floors) == len(results), (floors, len(results))
+    for r, floor in zip(results, floors, strict=True):
         print(format_summary(r))
         assert r["failed"] == 0, format_summary(r)
-        assert r["rps"] >= min_rps, format_summary(r)
+        assert r["rps"] >= floor, f"below the floor of {floor} req/s:\n" + format_summary(r)
     return results
 
 
