@@ -40,7 +40,7 @@ SUBNET = "10.77.112"
 # Tasks that only wait for something the rollout cannot go faster than.
 WAITS = (
     "Drain the server on every load balancer",
-    "Wait until Docker reports the container healthy or unhealthy",
+    "Run the image's own health check until it passes",
     "Gate on HTTP health of the slot",
     "Gate on HTTP health from the load balancer",
     "Set the server ready and wait until it is UP",

@@ -186,7 +186,8 @@ def test_bad_version_never_flips_and_is_cleaned_up():
         proc = blue_green("1.2.0-bad", check=False)
     assert proc.returncode != 0
     message = flat(proc.stdout)[flat(proc.stdout).index("Blue-green deployment of catalog 1.2.0-bad failed"):]
-    assert 'app1 failed "Fail when Docker does not report the container healthy: catalog-green"' in message, message
+    gate = "Fail when the container's own health check does not pass: catalog-green"
+    assert f'app1 failed "{gate}"' in message, message
     assert "unhealthy" in message and "The map was not flipped" in message, message
     results = assert_no_failures(*running, min_rps=FLOORS)
     assert {v for r in results for v in r["versions"]} == {"1.3.0"}
