@@ -37,7 +37,7 @@ INFO = dict(owner="alice@ctl", job_id="42", strategy="rolling", version="1.1.0")
 def held_lock(token="tok-alice", ttl=300, now=T0, **info):
     fields = dict(INFO)
     fields.update(info)
-    lock, _ = plan_acquire(None, "catalog", token, ttl, now, **fields)
+    lock, _changed = plan_acquire(None, "catalog", token, ttl, now, **fields)
     return lock
 
 
@@ -387,7 +387,7 @@ def test_eight_processes_racing_for_one_lock_exactly_one_wins(tmp_path, dir_exis
     procs = [ctx.Process(target=_contend, args=(str(lock_dir), i, barrier, results)) for i in range(8)]
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
+    outcomes = [results.get(timeout=60) for _proc in procs]
     for proc in procs:
         proc.join(timeout=60)
         assert proc.exitcode == 0
@@ -397,7 +397,7 @@ def test_eight_processes_racing_for_one_lock_exactly_one_wins(tmp_path, dir_exis
     winner = winners[0][0]
     on_disk = json.loads((lock_dir / "catalog.lock").read_text())
     assert on_disk["token"] == "tok-%d" % winner and on_disk["owner"] == "run%d" % winner
-    for index, _, msg in outcomes:
+    for index, _won, msg in outcomes:
         if index != winner:
             assert msg.startswith("catalog is locked by run%d since " % winner), msg
     assert listing(lock_dir) == [".catalog.lock.guard", "catalog.lock"]
