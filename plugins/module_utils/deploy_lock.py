@@ -49,7 +49,7 @@ import secrets
 import tempfile
 import time
 
-from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger import SERVICE_RE
+from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger import SERVICE_RE, make_dirs
 
 STATES = ("acquired", "released", "query")
 DEFAULT_LOCK_DIR = "/var/lib/vmfleet/locks"
@@ -290,27 +290,6 @@ def read_lock_text(path):
         raise CorruptLock("the lock file %s is not UTF-8 text (%s); %s" % (path, exc, CORRUPT_ADVICE)) from exc
 
 
-def make_dirs(directory):
-    """Create ``directory`` and its missing parents with mode 0755 (whatever the umask)."""
-    missing = []
-    path = directory
-    while not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, DIR_MODE)
-        except OSError as exc:
-            # Another run created it in the meantime.
-            if exc.errno != errno.EEXIST or not os.path.isdir(path):
-                raise
-            continue
-        os.chmod(path, DIR_MODE)
-
-
 def open_guard(path):
     """A read-write descriptor of the guard file ``path``; a new one gets mode 0644 whatever the umask."""
     try:
@@ -456,7 +435,7 @@ def acquire(
     if check_mode:
         return attempt()
     try:
-        make_dirs(lock_dir)
+        make_dirs(lock_dir, DIR_MODE)
     except OSError as exc:
         raise LockError("cannot create the lock directory %s: %s" % (lock_dir, exc)) from exc
     with guard(guard_path, guard_timeout):

@@ -34,7 +34,9 @@ __metaclass__ = type
 
 import copy
 import datetime
+import errno
 import json
+import os
 import re
 
 EVENTS = ("read", "served", "failed", "rolled_back", "analysed")
@@ -50,6 +52,30 @@ RELEASE_KEYS = ("version", "image", "digest", "image_id", "slot", "runtime", "st
 ENTRY_KEYS = ("event", "at", "reason")
 DEFAULT_HISTORY_SIZE = 50
 SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def make_dirs(directory, mode=0o755):
+    """Create ``directory`` and its missing parents with ``mode``, whatever the umask.
+
+    A directory that another run creates in the meantime is fine. Shared by the
+    release ledger and the deploy lock.
+    """
+    missing = []
+    path = directory
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST or not os.path.isdir(path):
+                raise
+            continue
+        os.chmod(path, mode)  # not narrowed by the umask
 
 
 class LedgerError(Exception):

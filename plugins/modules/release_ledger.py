@@ -215,6 +215,7 @@ from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger impo
     LedgerError,
     apply_event,
     check_service,
+    make_dirs,
     parse_ledger,
     render_ledger,
 )
@@ -248,22 +249,9 @@ class LedgerFile(object):
     def ledger(self):
         return parse_ledger(self.text, self.path, self.service)
 
-    def _make_dirs(self):
-        missing = []
-        path = self.directory
-        while not os.path.isdir(path):
-            missing.append(path)
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        for path in reversed(missing):
-            os.mkdir(path, DIR_MODE)
-            os.chmod(path, DIR_MODE)  # not narrowed by the umask
-
     def write(self, text):
         try:
-            self._make_dirs()
+            make_dirs(self.directory, DIR_MODE)
         except OSError as exc:
             raise LedgerError("cannot create the ledger directory %s: %s" % (self.directory, exc)) from exc
         try:
