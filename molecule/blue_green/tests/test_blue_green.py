@@ -206,14 +206,29 @@ def test_bad_version_never_flips_and_is_cleaned_up():
         assert "health" in ledger["history"][0]["reason"]
 
 
-def test_rollback_after_a_failed_release_goes_to_the_last_good_one():
+def test_rollback_after_a_failed_release_goes_to_the_last_good_one_as_a_non_root_user():
+    """Also issue 8's non-root run: this rollback redeploys with rolling.yml, logged in as the
+    lab's sudo user, so every play's `become` is exercised on the app hosts and the load balancer."""
+    user = adhoc("app1", "ansible.builtin.command", "id -u", become=False)
+    assert user["app1"]["stdout"] == "0"  # the lab's own login stays root ...
+    lab_user = "vmfleet"
+    check = adhoc("app1,lb1", "ansible.builtin.command", f"id -u {lab_user}")
+    assert all(r.get("rc") == 0 and r["stdout"] != "0" for r in check.values()), check
     with probes() as running:
-        rollback()
+        proc = rollback("-e", f"ansible_user={lab_user}", "-e", "vmfleet_batch=2")
     assert_no_failures(*running, min_rps=FLOORS)
+    assert "deploy it again with rolling.yml" in flat(proc.stdout), proc.stdout[-3000:]
+    assert "batch 2/2" in proc.stdout, proc.stdout[-3000:]
     assert_serving("1.0.0", "blue")
     history = ledgers()["app1"]["history"]
     assert [(e["event"], e["version"]) for e in history[:3]] == [
         ("served", "1.0.0"), ("rolled_back", "1.3.0"), ("failed", "1.2.0-bad")], history[:3]
+    # ... and this run really was unprivileged until sudo: the admin socket is root only.
+    denied = subprocess.run(["ansible", "-i", str(INVENTORY), "lb1", "-e", f"ansible_user={lab_user}",
+                             "-m", "ansible.builtin.command",
+                             "-a", "test -r /run/haproxy/admin.sock"], cwd=ROOT, env=ansible_env(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert denied.returncode != 0, denied.stdout
 
 
 def test_overlap_cutover_serves_both_versions_then_flips():
@@ -248,29 +263,11 @@ def test_haproxy_reload_and_restart_keep_the_live_slot(action):
     assert_serving("1.1.0", "green")
 
 
-def test_rolling_as_a_non_root_user_with_sudo():
-    user = adhoc("app1", "ansible.builtin.command", "id -u", become=False)
-    assert user["app1"]["stdout"] == "0"  # the lab's own login stays root ...
-    lab_user = "vmfleet"
-    check = adhoc("app1,lb1", "ansible.builtin.command", f"id -u {lab_user}")
-    assert all(r.get("rc") == 0 for r in check.values()), check
-    with probes() as running:
-        proc = playbook("rolling.yml", "-e", f"ansible_user={lab_user}", "-e", "service=catalog", "-e", "version=1.3.0",
-                        "-e", "vmfleet_batch=2")
-    assert_no_failures(*running, min_rps=FLOORS)
-    assert "batch 2/2" in proc.stdout
-    assert_serving("1.3.0", "green", previous="1.1.0")
-    # ... and this run really was unprivileged until sudo: the admin socket is root only.
-    denied = subprocess.run(["ansible", "-i", str(INVENTORY), "lb1", "-e", f"ansible_user={lab_user}",
-                             "-m", "ansible.builtin.command",
-                             "-a", "test -r /run/haproxy/admin.sock"], cwd=ROOT, env=ansible_env(),
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert denied.returncode != 0, denied.stdout
-
-
 def test_nothing_was_left_behind():
-    # No image of a deployed release was pruned: rollback needs current and previous.
+    # No image of the ledger's current or previous release was pruned: rollback needs them.
     out = adhoc("app_hosts", "ansible.builtin.command", f"docker images {REGISTRY}:5000/shop/catalog")
+    releases = ledgers()
     for host, result in out.items():
         tags = {line.split()[1] for line in result["stdout"].splitlines()[1:]}
-        assert {"1.3.0", "1.1.0"} <= tags, (host, tags)
+        wanted = {releases[host]["current"]["version"], releases[host]["previous"]["version"]}
+        assert wanted == {"1.1.0", "1.0.0"} and wanted <= tags, (host, wanted, tags)
