@@ -69,10 +69,12 @@ clean:
 # scenario followed by making the strategy scenarios' lab (labs of their own,
 # no load probes in either); then the strategy scenarios' verify, which
 # measure requests per second, alone.
+# Each phase's wall time is printed (bash `time`), so a CI log says where the
+# time went.
 test: deps
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse checks lab-images
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse smoke default-then-fleet
-	$(MAKE) --no-print-directory molecule-strategies
+	time $(MAKE) --no-print-directory -j2 --output-sync=recurse checks lab-images
+	time $(MAKE) --no-print-directory -j2 --output-sync=recurse smoke default-then-fleet
+	time $(MAKE) --no-print-directory molecule-strategies
 
 checks: lint unit sanity
 
@@ -112,12 +114,12 @@ default-then-fleet: molecule-default
 	molecule reset -s rolling >/dev/null
 	molecule reset -s blue_green >/dev/null
 	molecule syntax -s rolling
-	molecule create -s rolling
-	molecule converge -s rolling
-	molecule idempotence -s rolling
+	time molecule create -s rolling
+	time molecule converge -s rolling
+	time molecule idempotence -s rolling
 molecule-strategies:
-	molecule verify -s rolling
-	molecule test -s blue_green
+	time molecule verify -s rolling
+	time molecule test -s blue_green
 	molecule destroy -s rolling
 molecule:
 	for s in $(MOLECULE_SCENARIOS); do molecule reset -s $$s >/dev/null; done
