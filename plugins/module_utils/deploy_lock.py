@@ -49,7 +49,8 @@ import secrets
 import tempfile
 import time
 
-from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger import SERVICE_RE, make_dirs
+from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger import check_service as check_ledger_service
+from ansible_collections.vmfleet.deploy.plugins.module_utils.release_ledger import make_dirs
 
 STATES = ("acquired", "released", "query")
 DEFAULT_LOCK_DIR = "/var/lib/vmfleet/locks"
@@ -62,9 +63,9 @@ GUARD_TIMEOUT = 30.0
 GUARD_POLL = 0.01
 # The fields a caller records in the lock.
 INFO_KEYS = ("owner", "job_id", "strategy", "version")
-HOW_TO_FORCE = "release it with playbooks/lock.yml (force)"
+HOW_TO_FORCE = "release it with vmfleet.deploy.deploy_lock state=released force=true"
 CORRUPT_ADVICE = (
-    "it is never overwritten: check it, then remove it with state=released and force=true (playbooks/lock.yml)"
+    "it is never overwritten: check it, then remove it with vmfleet.deploy.deploy_lock state=released force=true"
 )
 
 
@@ -84,10 +85,8 @@ class CorruptLock(LockError):
 
 
 def check_service(service):
-    """Return ``service`` when it is a plain name (it becomes a file name)."""
-    if not isinstance(service, str) or not SERVICE_RE.match(service):
-        raise LockError("service must be a name like catalog, got %r" % (service,))
-    return service
+    """Return ``service`` when it is a plain name (it becomes a file name); the ledger's rule."""
+    return check_ledger_service(service, error=LockError)
 
 
 def check_ttl(ttl):

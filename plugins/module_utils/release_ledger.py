@@ -82,10 +82,14 @@ class LedgerError(Exception):
     """A ledger or a release that cannot be used, with a message for the user."""
 
 
-def check_service(service):
-    """Return ``service`` when it is a plain name (it becomes a directory name)."""
+def check_service(service, error=None):
+    """Return ``service`` when it is a plain name (it becomes a directory or file name).
+
+    Else raise ``error`` (an exception class, LedgerError by default) with the message.
+    The deploy lock checks its service names with this too.
+    """
     if not isinstance(service, str) or not SERVICE_RE.match(service):
-        raise LedgerError("service must be a name like catalog, got %r" % (service,))
+        raise (error or LedgerError)("service must be a name like catalog, got %r" % (service,))
     return service
 
 

@@ -284,7 +284,7 @@ class DeployLockManager(object):
             if params["force"]:
                 raise LockError(
                     "force is only for state=released: an acquire never takes a live lock; release it first "
-                    "with state=released and force=true (playbooks/lock.yml) if the run that holds it is gone"
+                    "with state=released and force=true if the run that holds it is gone"
                 )
             result = acquire(
                 params["lock_dir"],

@@ -136,7 +136,7 @@ def test_acquire_held_lock_with_another_token_fails_naming_the_holder():
         plan_acquire(current, "catalog", "tok-bob", 1800, T0 + 60, owner="bob@ctl")
     assert str(info.value) == (
         "catalog is locked by alice@ctl (AWX job 42, rolling 1.1.0) since 2026-11-28T13:00:00Z, for 240 s more; "
-        "wait, or release it with playbooks/lock.yml (force) if that run is gone"
+        "wait, or release it with vmfleet.deploy.deploy_lock state=released force=true if that run is gone"
     )
     assert info.value.result == dict(lock=current, held=True, expired=False, expires_in=240)
 
@@ -218,7 +218,8 @@ def test_release_of_another_holders_lock_fails(token, why):
         plan_release(current, "catalog", token, False, T0 + 100)
     assert str(info.value) == (
         "catalog is locked by alice@ctl (AWX job 42, rolling 1.1.0) since 2026-11-28T13:00:00Z, for 200 s more, "
-        "and %s: not released; release it with playbooks/lock.yml (force) if that run is gone" % why
+        "and %s: not released; release it with vmfleet.deploy.deploy_lock state=released force=true "
+        "if that run is gone" % why
     )
     assert info.value.result["lock"] == current and info.value.result["held"] is True
 

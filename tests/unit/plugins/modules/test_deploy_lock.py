@@ -110,7 +110,7 @@ def test_second_acquire_with_another_token_fails_naming_the_holder(lock):
     result = failed(
         lock(token="tok-bob", owner="bob@ctl", strategy="canary", version="1.2.0"),
         "catalog is locked by alice@ctl (AWX job 42, rolling 1.1.0) since %s, for " % first["lock"]["acquired_at"],
-        " s more; wait, or release it with playbooks/lock.yml (force) if that run is gone",
+        " s more; wait, or release it with vmfleet.deploy.deploy_lock state=released force=true if that run is gone",
     )
     assert result["lock"] == first["lock"] and result["held"] is True
     assert 0 < result["expires_in"] <= 300
@@ -154,7 +154,8 @@ def test_release_with_a_wrong_or_no_token_fails(lock):
     result = failed(
         lock("released", token="tok-alice"),
         "catalog is locked by bob@ctl (AWX job 41, canary 1.0.9) since 2026-11-28T12:00:00Z, for ",
-        "the token given is not the holder's: not released; release it with playbooks/lock.yml (force)",
+        "the token given is not the holder's: not released; "
+        "release it with vmfleet.deploy.deploy_lock state=released force=true",
     )
     assert result["lock"] == old and result["held"] is True
     failed(lock("released"), "catalog is locked by bob@ctl", "no token was given")
