@@ -124,10 +124,13 @@ def test_interrupted_rollout_is_completed_by_running_it_again():
         deadline = time.monotonic() + 300
         for line in proc.stdout:
             seen.append(line)
-            # Interrupt while the second host is being replaced: it is drained.
+            # The second host's drain has started ...
             if "Drain the server on every load balancer: catalog_blue/app2" in line or time.monotonic() > deadline:
-                time.sleep(1.5)
                 break
+        # ... interrupt once HAProxy shows it out of rotation (not at a fixed delay after the
+        # task's header, which a busy machine outruns), while it is being replaced.
+        while time.monotonic() < deadline and servers("catalog_blue")["app2"]["admin_state"] == "ready":
+            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         try:
             proc.communicate(timeout=60)
