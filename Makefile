@@ -109,18 +109,22 @@ molecule-default:
 # The steps of `molecule test -s rolling` split in two, for `make test`: the
 # fleet lab (create runs prepare too), converge and idempotence first, beside
 # smoke; verify later, alone. Then blue_green on the same lab, and the lab is
-# destroyed.
+# destroyed, also when a verify failed. A fleet lab that an interrupted or
+# failed run left behind is removed before the new one is made: the tests
+# must start from a new lab, not from its containers and image cache.
 default-then-fleet: molecule-default
 	molecule reset -s rolling >/dev/null
 	molecule reset -s blue_green >/dev/null
 	molecule syntax -s rolling
+	molecule destroy -s rolling
 	time molecule create -s rolling
 	time molecule converge -s rolling
 	time molecule idempotence -s rolling
 molecule-strategies:
-	time molecule verify -s rolling
-	time molecule test -s blue_green
-	molecule destroy -s rolling
+	status=0; \
+	time molecule verify -s rolling || status=$$?; \
+	if [ $$status -eq 0 ]; then time molecule test -s blue_green || status=$$?; fi; \
+	molecule destroy -s rolling; exit $$status
 molecule:
 	for s in $(MOLECULE_SCENARIOS); do molecule reset -s $$s >/dev/null; done
 	for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s || exit 1; done

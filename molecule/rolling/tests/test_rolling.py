@@ -157,6 +157,11 @@ def test_policy_all_rolls_back_every_host_this_run_changed():
     # A fault on app3 only: it cannot reach the registry, so pulling 1.3.0 (which
     # no host has yet) fails there, after app1 and app2 were already moved.
     block = f"iptables -I OUTPUT -p tcp -d {REGISTRY} --dport 5000 -j REJECT"
+    # The fault needs app3 not to have 1.3.0 in its image cache: a lab that blue_green
+    # used before (it deploys 1.3.0) keeps it, since the scenarios' prepare keeps images.
+    gone = adhoc("app3", "community.docker.docker_image",
+                 {"name": f"{REGISTRY}:5000/shop/catalog:1.3.0", "state": "absent"})["app3"]
+    assert not gone.get("failed"), gone
     assert adhoc("app3", "ansible.builtin.command", block)["app3"]["rc"] == 0
     try:
         with probes() as running:
