@@ -7,7 +7,7 @@ It makes a lab of its own (vmfleet-bench, 8 app hosts), bootstraps catalog
 over 8 hosts and RUNS times over 4 of them (--limit), each run moving every
 host in its scope to the other version (1.0.0 <-> 1.1.0). Two load probes go
 through HAProxy during every timed run: one keep-alive, one opening a new
-connection per request. The unavoidable waits come from the json callback's
+connection per request. The time in waiting tasks comes from the json callback's
 task timings. The lab is removed at the end.
 
 Each figure is the median over the runs, with min and max. When any request
@@ -37,7 +37,8 @@ from pathlib import Path
 from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, spread
 
 SUBNET = "10.77.112"
-# Tasks that only wait for something the rollout cannot go faster than.
+# Tasks that wait for something (a drain, a health check, HAProxy's UP). They are not a
+# lower bound: bench/rolling_vs_raw.py measures the same job done by hand.
 WAITS = (
     "Drain the server on every load balancer",
     "Run the image's own health check until it passes",
@@ -60,7 +61,7 @@ class Run:
     hosts: int
     version: str
     wall: float  # seconds
-    waits: float  # seconds of unavoidable waits, summed over hosts
+    waits: float  # seconds in waiting tasks, summed over hosts
     # probe mode -> the probe's summary: at least total, failed, errors; covered (still running when the
     # rollout ended, so it saw all of it).
     probes: dict[str, dict]
@@ -116,7 +117,7 @@ def result_rows(runs: list[Run], date: datetime.date) -> list[str]:
         rows.append(
             f"| {date} | rolling, batch 1, {hosts} hosts | {wall:.1f} s ({wall_min:.1f}–{wall_max:.1f}) "
             f"| {', '.join(f'{run.wall:.1f}' for run in mine)} "
-            f"| unavoidable waits {wait:.1f} s ({wait_min:.1f}–{wait_max:.1f}), median wall/waits {ratio}, "
+            f"| waiting tasks {wait:.1f} s ({wait_min:.1f}–{wait_max:.1f}), median wall/waits {ratio}, "
             f"failed requests: {requests} | - |"
         )
     return rows
@@ -157,11 +158,12 @@ def updated_results(text: str, rows: list[str]) -> str:
 # ------------------------------------------------------------------ the bench
 
 
-def play(*argv: str, json_output: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["ansible-playbook", *argv], cwd=ROOT, env=ansible_env(json_output), capture_output=True,
+def play(*argv: str, json_output: bool = False, command: str = "ansible-playbook") -> subprocess.CompletedProcess:
+    """Run ansible-playbook (or `command`, such as ansible) from the checkout; exit the bench when it fails."""
+    proc = subprocess.run([command, *argv], cwd=ROOT, env=ansible_env(json_output), capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
-        sys.exit(f"ansible-playbook {' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+        sys.exit(f"{command} {' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
     return proc
 
 
@@ -205,17 +207,18 @@ def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: st
     return Run(hosts, version, wall, waits(result), summaries)
 
 
-def set_up(lab: Path, inv: list[str]) -> None:
-    """Make the bench lab, push catalog's images, and run catalog VERSIONS[0] on every host behind HAProxy."""
+def set_up(lab: Path, inv: list[str], state: Path = ROOT / ".lab/bench", versions: tuple[str, ...] = VERSIONS) -> None:
+    """Make the bench lab (its lab_state_dir is `state`), push catalog's images, and run catalog versions[0]
+    on every host behind HAProxy."""
     play("playbooks/lab.yml", "-e", f"@{lab}")
-    lab_env = dict(line.split("=", 1) for line in (ROOT / ".lab/bench/lab.env").read_text().split())
+    lab_env = dict(line.split("=", 1) for line in (state / "lab.env").read_text().split())
     subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
-                            VERSIONS=" ".join(VERSIONS), DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
+                            VERSIONS=" ".join(versions), DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
     play(*inv, "playbooks/loadbalancers.yml")
     play(*inv, "playbooks/bootstrap.yml", "-e", '{"vmfleet_only": ["catalog"]}')
-    # Untimed: every host on VERSIONS[0], whatever an earlier (kept) bench left.
-    play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={VERSIONS[0]}", "-e",
+    # Untimed: every host on versions[0], whatever an earlier (kept) bench left.
+    play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={versions[0]}", "-e",
          '{"vmfleet_batch": "100%"}')
 
 
@@ -249,7 +252,7 @@ def main() -> int:
                                     str(ROOT / ".lab/bench/pki/ca.crt"))
                 runs.append(run)
                 probes = ", ".join(f"{mode} {p['failed']} of {p['total']}" for mode, p in run.probes.items())
-                print(f"{hosts} hosts -> {version}: wall {run.wall:.1f} s, unavoidable waits {run.waits:.1f} s, "
+                print(f"{hosts} hosts -> {version}: wall {run.wall:.1f} s, waiting tasks {run.waits:.1f} s, "
                       f"failed requests: {probes}", flush=True)
         finally:
             if not args.keep:

@@ -65,12 +65,12 @@ def test_rows_report_medians_with_min_and_max_per_scope():
     four, eight = rollout.result_rows(runs, DATE)
     assert eight == (
         "| 2026-11-28 | rolling, batch 1, 8 hosts | 104.0 s (100.0–130.0) | 100.0, 104.0, 130.0 "
-        "| unavoidable waits 65.0 s (60.0–70.0), median wall/waits 1.60, "
+        "| waiting tasks 65.0 s (60.0–70.0), median wall/waits 1.60, "
         "failed requests: keep-alive 0 of 1230; new connection 0 of 1500 | - |"
     )
     assert four == (
         "| 2026-11-28 | rolling, batch 1, 4 hosts | 51.0 s (50.0–52.0) | 50.0, 52.0 "
-        "| unavoidable waits 33.0 s (30.0–36.0), median wall/waits 1.55, "
+        "| waiting tasks 33.0 s (30.0–36.0), median wall/waits 1.55, "
         "failed requests: keep-alive 0 of 1000; new connection 0 of 510 | - |"
     )
 
