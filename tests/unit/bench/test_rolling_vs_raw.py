@@ -68,9 +68,8 @@ def test_every_option_of_the_roles_docker_container_task_has_its_docker_run_flag
 
 def test_by_hand_is_four_commands_per_host_in_the_order_of_the_role():
     steps = raw.raw_steps(CATALOG, DEFAULTS, "app3", "1.1.0", "/run/haproxy/admin.sock")
-    assert [(phase, where) for phase, where, _ in steps] == [
-        ("drain", "lb"), ("replace", "app"), ("health", "app"), ("up", "lb")]
-    drain, replace, health, up = (command for _, _, command in steps)
+    assert [step[:2] for step in steps] == [("drain", "lb"), ("replace", "app"), ("health", "app"), ("up", "lb")]
+    drain, replace, health, up = (step[2] for step in steps)
     assert "set server catalog_blue/app3 state drain" in drain and "{print $5}" in drain  # scur
     assert "docker stop catalog-blue" in replace and "docker pull" in replace
     assert "http://127.0.0.1:8101/healthz" in health and "sleep 0.1" in health
@@ -79,8 +78,8 @@ def test_by_hand_is_four_commands_per_host_in_the_order_of_the_role():
 
 
 def test_addresses_are_the_labs():
-    assert (raw.address("lb1"), raw.address("app1"), raw.address("app4")) == ("10.77.113.10", "10.77.113.21",
-                                                                             "10.77.113.24")
+    addresses = (raw.address("lb1"), raw.address("app1"), raw.address("app4"))
+    assert addresses == ("10.77.113.10", "10.77.113.21", "10.77.113.24")
 
 
 def task(name, start, end):
@@ -116,8 +115,9 @@ def test_a_clean_fair_comparison_is_recorded_with_medians_and_the_ratio():
 
 
 @pytest.mark.parametrize(("bad", "words"), [
-    (run("raw", "1.1.0", 10.0, probes={"keep-alive": probe(failed=3, errors={"timeout": 3}),
-                                        "new connection": probe()}), "3 of 5000 requests failed (timeout: 3)"),
+    (run("raw", "1.1.0", 10.0,
+         probes={"keep-alive": probe(failed=3, errors={"timeout": 3}), "new connection": probe()}),
+     "3 of 5000 requests failed (timeout: 3)"),
     (run("rolling", "1.1.0", 10.0, probes={"keep-alive": probe(), "new connection": probe(rps=91.5)}),
      "91.5 requests/s, under 100"),
     (run("raw", "1.1.0", 10.0, probes={"keep-alive": probe(covered=False), "new connection": probe()}),
