@@ -136,7 +136,10 @@ class AppServer:
 
     def __init__(self, name: str, port: int | None = None, delay: float = 0.0):
         self.name = name
-        self.port = port or free_port()
+        # None until the first start() binds port 0 and keeps the port the kernel gave: a port
+        # found free beforehand (free_port()) can be taken by another process before the bind.
+        # Later starts (after stop(), a server coming back) bind the same port again.
+        self.port = port
         self.delay = delay
         self.hits = 0
         self.connections: set = set()
@@ -144,7 +147,8 @@ class AppServer:
         self.thread = None
 
     def start(self):
-        self.httpd = _Server(("127.0.0.1", self.port), _Handler)
+        self.httpd = _Server(("127.0.0.1", self.port or 0), _Handler)
+        self.port = self.httpd.server_address[1]
         self.httpd.app = self
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="app-" + self.name
