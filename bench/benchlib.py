@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
-__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "finish", "spread"]
+__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "finish", "probe_problems", "spread"]
 
 # The one load probe (tests/integration/loadprobe.py), shared with the tests.
 if str(ROOT / "tests" / "integration") not in sys.path:
@@ -39,6 +39,20 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     if not values:
         raise ValueError("no values")
     return statistics.median(values), min(values), max(values)
+
+
+def probe_problems(where: str, probe: dict, min_rps: float | None = None) -> list[str]:
+    """Why a probe's summary (LoadProbe.result(), plus "covered": still running when the measured run
+    ended) spoils a measurement: failed requests, a rate under `min_rps`, a run it did not cover."""
+    found = []
+    if probe["failed"]:
+        errors = ", ".join(f"{kind}: {count}" for kind, count in sorted(probe.get("errors", {}).items()))
+        found.append(f"{where}: {probe['failed']} of {probe['total']} requests failed ({errors})")
+    if min_rps is not None and probe["rps"] < min_rps:
+        found.append(f"{where}: {probe['rps']} requests/s, under {min_rps}")
+    if not probe.get("covered", True):
+        found.append(f"{where}: the probe hit its bound before the run ended")
+    return found
 
 
 def finish(problems: list[str], *, record: bool, update: Callable[[str], str], refusal: str,

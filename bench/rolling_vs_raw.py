@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from benchlib import RESULTS, ROOT, LoadProbe, finish, spread
+from benchlib import RESULTS, ROOT, LoadProbe, finish, probe_problems, spread
 from rollout import PROBE_MODES, play, set_up, tear_down, updated_results
 
 LAB = "vmfleet-raw"
@@ -172,13 +172,7 @@ def problems(runs: list[Run]) -> list[str]:
         if wrong or not run.served:
             found.append(f"{where}: hosts not on {run.version} afterwards: {wrong or 'none checked'}")
         for mode, probe in run.probes.items():
-            if probe["failed"]:
-                errors = ", ".join(f"{kind}: {count}" for kind, count in sorted(probe.get("errors", {}).items()))
-                found.append(f"{where}, {mode} probe: {probe['failed']} of {probe['total']} requests failed ({errors})")
-            if probe["rps"] < MIN_RPS:
-                found.append(f"{where}, {mode} probe: {probe['rps']} requests/s, under {MIN_RPS}")
-            if not probe.get("covered", True):
-                found.append(f"{where}, {mode} probe: it hit its bound before the run ended")
+            found += probe_problems(f"{where}, {mode} probe", probe, MIN_RPS)
     return found
 
 

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, spread
+from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, probe_problems, spread
 
 SUBNET = "10.77.112"
 # Tasks that wait for something (a drain, a health check, HAProxy's UP). They are not a
@@ -87,15 +87,8 @@ def run_plan(runs: int) -> list[tuple[int, str]]:
 
 def failures(runs: list[Run]) -> list[str]:
     """Why the runs cannot be recorded: one sentence per probe that failed requests or missed part of a rollout."""
-    problems = []
-    for run in runs:
-        for mode, probe in run.probes.items():
-            where = f"{run.hosts} hosts -> {run.version}, {mode} probe"
-            if probe["failed"]:
-                errors = ", ".join(f"{kind}: {count}" for kind, count in sorted(probe.get("errors", {}).items()))
-                problems.append(f"{where}: {probe['failed']} of {probe['total']} requests failed ({errors})")
-            if not probe.get("covered", True):
-                problems.append(f"{where}: the probe hit its bound before the rollout ended")
+    problems = [problem for run in runs for mode, probe in run.probes.items()
+                for problem in probe_problems(f"{run.hosts} hosts -> {run.version}, {mode} probe", probe)]
     if not runs:
         problems.append("no timed run")
     return problems

@@ -87,7 +87,7 @@ def test_no_failure_means_nothing_to_refuse():
         (probe(), probe(failed=3, errors={"http-5xx": 2, "refused": 1}),
          "4 hosts -> 1.1.0, new connection probe: 3 of 500 requests failed (http-5xx: 2, refused: 1)"),
         (probe(), probe(covered=False),
-         "4 hosts -> 1.1.0, new connection probe: the probe hit its bound before the rollout ended"),
+         "4 hosts -> 1.1.0, new connection probe: the probe hit its bound before the run ended"),
     ],
 )
 def test_any_failed_request_is_a_reason_to_refuse(keepalive, fresh, expected):
