@@ -1,5 +1,6 @@
-"""What the benches share: paths, the environment they run Ansible in, the load probe,
-median/min/max, and the rule that a run with a problem records nothing.
+"""What the benches share: paths, the environment they run Ansible in, a lab of their own
+with catalog behind HAProxy, the load probe, median/min/max, and the rule that a run with a
+problem records nothing.
 
 The benches run as scripts (`.venv/bin/python bench/<name>.py`), so this folder is on
 sys.path; the unit tests add it through pytest's `pythonpath`.
@@ -7,16 +8,19 @@ sys.path; the unit tests add it through pytest's `pythonpath`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
-__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "finish", "probe_problems", "spread"]
+__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "bench_lab", "finish", "play", "probe_problems", "spread"]
 
 # The one load probe (tests/integration/loadprobe.py), shared with the tests.
 if str(ROOT / "tests" / "integration") not in sys.path:
@@ -32,6 +36,48 @@ def ansible_env(json_output: bool = False) -> dict[str, str]:
     if json_output:
         env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
     return env
+
+
+def play(*argv: str, json_output: bool = False, command: str = "ansible-playbook") -> subprocess.CompletedProcess:
+    """Run ansible-playbook (or `command`, such as ansible) from the checkout; exit the bench when it fails."""
+    proc = subprocess.run([command, *argv], cwd=ROOT, env=ansible_env(json_output), capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{command} {' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+@contextlib.contextmanager
+def bench_lab(name: str, subnet: str, app_hosts: int, state: Path, versions: tuple[str, ...],
+              keep: bool = False) -> Iterator[list[str]]:
+    """A lab of the bench's own (playbooks/lab.yml: `name`, `subnet` such as "10.77.112", state in `state`),
+    with catalog's `versions` pushed to its registry, HAProxy, and catalog versions[0] on every app host.
+    Yields the inventory arguments (["-i", dir]); removes the lab at the end unless `keep`."""
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
+        inventory = Path(tmp) / "inventory"
+        (inventory / "group_vars" / "all").mkdir(parents=True)
+        # The lab inventory's shared settings (connection, registry, the shop's services).
+        for shared in sorted((ROOT / "inventories/lab/group_vars/all").glob("*.yml")):
+            (inventory / "group_vars" / "all" / shared.name).symlink_to(shared)
+        lab = Path(tmp) / "lab.yml"
+        lab.write_text(f"lab_name: {name}\nlab_subnet: {subnet}.0/24\nlab_app_hosts: {app_hosts}\n"
+                       f"lab_state_dir: {state}\nlab_inventory_dir: {inventory}\n")
+        inv = ["-i", str(inventory)]
+        try:
+            play("playbooks/lab.yml", "-e", f"@{lab}")
+            lab_env = dict(line.split("=", 1) for line in (state / "lab.env").read_text().split())
+            subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
+                                    VERSIONS=" ".join(versions), DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
+            play(*inv, "playbooks/loadbalancers.yml")
+            play(*inv, "playbooks/bootstrap.yml", "-e", '{"vmfleet_only": ["catalog"]}')
+            # Every host on versions[0], whatever an earlier (kept) bench left.
+            play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={versions[0]}", "-e",
+                 '{"vmfleet_batch": "100%"}')
+            yield inv
+        finally:
+            if not keep:
+                play("playbooks/lab.yml", "-e", f"@{lab}", "-e", "lab_state=absent")
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from benchlib import RESULTS, ROOT, LoadProbe, finish, probe_problems, spread
-from rollout import PROBE_MODES, play, set_up, tear_down, updated_results
+from benchlib import RESULTS, ROOT, LoadProbe, bench_lab, finish, play, probe_problems, spread
+from rollout import PROBE_MODES, updated_results
 
 LAB = "vmfleet-raw"
 SUBNET = "10.77.113"
@@ -271,51 +271,39 @@ def main() -> int:
     url, cafile = f"https://{SUBNET}.10:{spec['frontend_port']}/", str(STATE / "pki" / "ca.crt")
 
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="vmfleet-raw-") as tmp:
-        inventory = Path(tmp) / "inventory"
-        (inventory / "group_vars" / "all").mkdir(parents=True)
-        for shared in sorted((ROOT / "inventories/lab/group_vars/all").glob("*.yml")):
-            (inventory / "group_vars" / "all" / shared.name).symlink_to(shared)
-        lab = Path(tmp) / "lab.yml"
-        lab.write_text(f"lab_name: {LAB}\nlab_subnet: {SUBNET}.0/24\nlab_app_hosts: {len(HOSTS)}\n"
-                       f"lab_state_dir: {STATE}\nlab_inventory_dir: {inventory}\n")
-        inv = ["-i", str(inventory)]
+    with bench_lab(LAB, SUBNET, len(HOSTS), STATE, VERSIONS, keep=args.keep) as inv, \
+            tempfile.TemporaryDirectory(prefix="vmfleet-raw-ssh-") as tmp:
         ssh = Ssh(STATE / "id_ed25519", Path(tmp))
-        try:
-            set_up(lab, inv, STATE, VERSIONS)
-            # Untimed: both versions in every host's image cache, for both sides alike.
-            for version in VERSIONS:
-                play(*inv, "-m", "community.docker.docker_image", "-a",
-                     json.dumps({"name": f"{spec['image']}:{version}", "source": "pull"}), "app_hosts",
-                     command="ansible")
-            for how, version in plan:
-                if how == "raw":
-                    def action(version=version):
-                        phases = dict.fromkeys(PHASES, 0.0)
-                        for host in HOSTS:
-                            for phase, where, command in raw_steps(spec, defaults, host, version, socket):
-                                started = time.monotonic()
-                                ssh(address("lb1" if where == "lb" else host), command)
-                                phases[phase] += time.monotonic() - started
-                        return phases
-                    wall, phases, summaries = probed(action, url, cafile)
-                else:
-                    wall, proc, summaries = probed(
-                        lambda version=version: play(*inv, "playbooks/rolling.yml", "-e", f"service={SERVICE}",
-                                                     "-e", f"version={version}", "-e", '{"vmfleet_batch": 1}',
-                                                     json_output=True), url, cafile)
-                    phases = rolling_phases(json.loads(proc.stdout[proc.stdout.index("{"):]), wall)
-                if how == "raw":
-                    phases["other"] = max(wall - sum(phases.values()), 0.0)
-                run = Run(how, version, wall, phases, summaries, served(spec))
-                runs.append(run)
-                print(f"{how} -> {version}: {wall:.1f} s ("
-                      + ", ".join(f"{p} {s:.1f}" for p, s in phases.items() if s) + "); "
-                      + ", ".join(f"{m} {p['failed']} failed of {p['total']}, {p['rps']} req/s"
-                                  for m, p in summaries.items()), flush=True)
-        finally:
-            if not args.keep:
-                tear_down(lab)
+        # Untimed: both versions in every host's image cache, for both sides alike.
+        for version in VERSIONS:
+            play(*inv, "-m", "community.docker.docker_image", "-a",
+                 json.dumps({"name": f"{spec['image']}:{version}", "source": "pull"}), "app_hosts",
+                 command="ansible")
+        for how, version in plan:
+            if how == "raw":
+                def action(version=version):
+                    phases = dict.fromkeys(PHASES, 0.0)
+                    for host in HOSTS:
+                        for phase, where, command in raw_steps(spec, defaults, host, version, socket):
+                            started = time.monotonic()
+                            ssh(address("lb1" if where == "lb" else host), command)
+                            phases[phase] += time.monotonic() - started
+                    return phases
+                wall, phases, summaries = probed(action, url, cafile)
+            else:
+                wall, proc, summaries = probed(
+                    lambda version=version: play(*inv, "playbooks/rolling.yml", "-e", f"service={SERVICE}",
+                                                 "-e", f"version={version}", "-e", '{"vmfleet_batch": 1}',
+                                                 json_output=True), url, cafile)
+                phases = rolling_phases(json.loads(proc.stdout[proc.stdout.index("{"):]), wall)
+            if how == "raw":
+                phases["other"] = max(wall - sum(phases.values()), 0.0)
+            run = Run(how, version, wall, phases, summaries, served(spec))
+            runs.append(run)
+            print(f"{how} -> {version}: {wall:.1f} s ("
+                  + ", ".join(f"{p} {s:.1f}" for p, s in phases.items() if s) + "); "
+                  + ", ".join(f"{m} {p['failed']} failed of {p['total']}, {p['rps']} req/s"
+                              for m, p in summaries.items()), flush=True)
 
     rows = result_rows(runs, datetime.date.today())
     print("\n".join(rows))

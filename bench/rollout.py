@@ -25,16 +25,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, finish, probe_problems, spread
+from benchlib import RESULTS, ROOT, LoadProbe, bench_lab, finish, play, probe_problems, spread
 
 SUBNET = "10.77.112"
 # Tasks that wait for something (a drain, a health check, HAProxy's UP). They are not a
@@ -151,15 +147,6 @@ def updated_results(text: str, rows: list[str]) -> str:
 # ------------------------------------------------------------------ the bench
 
 
-def play(*argv: str, json_output: bool = False, command: str = "ansible-playbook") -> subprocess.CompletedProcess:
-    """Run ansible-playbook (or `command`, such as ansible) from the checkout; exit the bench when it fails."""
-    proc = subprocess.run([command, *argv], cwd=ROOT, env=ansible_env(json_output), capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"{command} {' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-    return proc
-
-
 def waits(result: dict) -> float:
     """Seconds spent in waiting tasks, per host, summed over hosts."""
     total = 0.0
@@ -200,25 +187,6 @@ def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: st
     return Run(hosts, version, wall, waits(result), summaries)
 
 
-def set_up(lab: Path, inv: list[str], state: Path = ROOT / ".lab/bench", versions: tuple[str, ...] = VERSIONS) -> None:
-    """Make the bench lab (its lab_state_dir is `state`), push catalog's images, and run catalog versions[0]
-    on every host behind HAProxy."""
-    play("playbooks/lab.yml", "-e", f"@{lab}")
-    lab_env = dict(line.split("=", 1) for line in (state / "lab.env").read_text().split())
-    subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
-                            VERSIONS=" ".join(versions), DOCKER_CONFIG=lab_env["LAB_DOCKER_CONFIG"]))
-    play(*inv, "playbooks/loadbalancers.yml")
-    play(*inv, "playbooks/bootstrap.yml", "-e", '{"vmfleet_only": ["catalog"]}')
-    # Untimed: every host on versions[0], whatever an earlier (kept) bench left.
-    play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={versions[0]}", "-e",
-         '{"vmfleet_batch": "100%"}')
-
-
-def tear_down(lab: Path) -> None:
-    play("playbooks/lab.yml", "-e", f"@{lab}", "-e", "lab_state=absent")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per scope (default 3)")
@@ -228,28 +196,13 @@ def main() -> int:
     plan = run_plan(args.runs)
 
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="vmfleet-bench-") as tmp:
-        inventory = Path(tmp) / "inventory"
-        (inventory / "group_vars" / "all").mkdir(parents=True)
-        # The lab inventory's shared settings (connection, registry, the shop's services).
-        for shared in sorted((ROOT / "inventories/lab/group_vars/all").glob("*.yml")):
-            (inventory / "group_vars" / "all" / shared.name).symlink_to(shared)
-        lab = Path(tmp) / "lab.yml"
-        lab.write_text(f"lab_name: vmfleet-bench\nlab_subnet: {SUBNET}.0/24\nlab_app_hosts: 8\n"
-                       f"lab_state_dir: {ROOT}/.lab/bench\nlab_inventory_dir: {inventory}\n")
-        inv = ["-i", str(inventory)]
-        try:
-            set_up(lab, inv)
-            for hosts, version in plan:
-                run = timed_rollout(inv, hosts, version, f"https://{SUBNET}.10:8001/",
-                                    str(ROOT / ".lab/bench/pki/ca.crt"))
-                runs.append(run)
-                probes = ", ".join(f"{mode} {p['failed']} of {p['total']}" for mode, p in run.probes.items())
-                print(f"{hosts} hosts -> {version}: wall {run.wall:.1f} s, waiting tasks {run.waits:.1f} s, "
-                      f"failed requests: {probes}", flush=True)
-        finally:
-            if not args.keep:
-                tear_down(lab)
+    with bench_lab("vmfleet-bench", SUBNET, 8, ROOT / ".lab/bench", VERSIONS, keep=args.keep) as inv:
+        for hosts, version in plan:
+            run = timed_rollout(inv, hosts, version, f"https://{SUBNET}.10:8001/", str(ROOT / ".lab/bench/pki/ca.crt"))
+            runs.append(run)
+            probes = ", ".join(f"{mode} {p['failed']} of {p['total']}" for mode, p in run.probes.items())
+            print(f"{hosts} hosts -> {version}: wall {run.wall:.1f} s, waiting tasks {run.waits:.1f} s, "
+                  f"failed requests: {probes}", flush=True)
 
     rows = result_rows(runs, datetime.date.today())
     print("\n".join(rows))

@@ -20,11 +20,20 @@ description:
   - Per side, C(requests) and C(errors) are the growth of C(req_tot) and of C(hrsp_5xx) between the two reads, summed
     over the load balancers when the side is a list (one counters dictionary per load balancer, in the same order in
     both reads). C(error_rate) is C(errors / requests), and 0 without requests.
-  - C(response_ms) is HAProxy's C(rtime) at the second read. HAProxy keeps no cumulative response-time counter whose
-    growth could be taken, only C(rtime), its own average response time over its last 1024 requests; so
-    C(response_ms) is that average, read at the end of the window, and it may include requests from before the step
-    when the step saw fewer than 1024. Over several load balancers it is their C(rtime) averaged, weighted by each
-    one's requests in the step (a plain average when the side had no requests at all).
+  - C(response_ms) is the mean response time of the side's requests between the two reads, worked out from
+    C(req_tot) and C(rtime) at both reads. HAProxy keeps no cumulative response-time counter whose growth could be
+    taken. C(rtime) is its sliding average over the last 1024 requests (TIME_STATS_SAMPLES), rounded up to a whole
+    ms. It is a running sum of response times that adds each request's time, and once the backend has seen 1024 requests
+    also loses 1/1024 of itself per request. So C(rtime) alone mixes in requests from before the step, such as an
+    earlier canary's in the same slot. The filter takes the two reads of that sum and solves it for the mean of
+    the requests in between (recent requests weigh a little more once the backend has seen 1024). Over several
+    load balancers the means are weighted by each one's requests in the step.
+  - Because C(rtime) is rounded up to a whole ms over as many as 1024 requests, each read fixes the sum only to
+    within about 1024 ms, and the mean of a step of N requests only to within about 1024 / N ms (about 4 ms for
+    300 requests after a long history; exact from a fresh backend with requests of whole ms). So the mean has an
+    uncertainty, and C(response_ms_range) gives the lowest and highest mean the counters allow. The response-time rules fail only
+    when they fail for every value in those ranges (the canary's lowest against stable's highest), so rounding
+    never fails a canary; the sentences show the means.
   - A counter that went down between the reads (HAProxy restarted or reloaded, and its counters started again from 0)
     makes that load balancer's first read count as 0, and C(notes) says so. A restart after which the counters
     already grew past their first read cannot be seen. A null counter (a TCP-mode backend) counts as 0, with a note.
@@ -149,8 +158,9 @@ _value:
     canary:
       description:
         - The canary over the step, C({requests, errors, error_rate, response_ms}).
-        - C(requests) and C(errors) are integers, C(error_rate) a fraction (a float), C(response_ms) a number of ms
-          (an integer, or a float rounded to 0.1 ms when averaged over load balancers).
+        - C(requests) and C(errors) are integers, C(error_rate) a fraction (a float), C(response_ms) the mean response
+          time in ms (a float rounded to 0.1 ms, or an integer when whole), and C(response_ms_range) the lowest and
+          highest mean the counters allow, C([low, high]), in the same form.
       type: dict
     stable:
       description: The stable backend over the step, in the same form.
@@ -389,8 +399,45 @@ def _counters(read, names, where, nulls):
     return values
 
 
+# HAProxy's sliding average of response times (stream_update_time_stats, swrate_add_dynamic): per request, the sum
+# adds the request's time; once the proxy has counted more than SAMPLES requests it first loses ceil(sum / SAMPLES).
+# `show stat` gives rtime = ceil(sum / min(req_tot, SAMPLES)).
+SAMPLES = 1024
+_KEEP = Fraction(SAMPLES - 1, SAMPLES)
+
+
+def _sums(rtime, count):
+    """The (lowest, highest) running sum that HAProxy shows as ``rtime`` after ``count`` requests."""
+    window = min(count, SAMPLES)
+    if not rtime or not window:
+        return 0, 0
+    return (rtime - 1) * window + 1, rtime * window
+
+
+def _window(count0, rtime0, count1, rtime1):
+    """(low, mean, high): the mean response time in ms of the requests between two reads of (req_tot, rtime).
+
+    With s0 and s1 the sums behind the two reads, j requests that only added (the proxy's first SAMPLES) and k that
+    also decayed: s1 = (s0 + j m) K^k + SAMPLES m (1 - K^k), K = 1 - 1/SAMPLES. Solved for m, once with the sums
+    HAProxy shows (the mean), once with the extremes its rounding allows (low, high). Each decay rounds the loss up,
+    which takes less than 1 ms per request off the mean: high allows for it.
+    """
+    added = max(0, min(count1, SAMPLES) - count0)
+    decayed = max(0, count1 - max(count0, SAMPLES))
+    # Floats for the power: K**k as a Fraction would grow with k; the result is rounded to 0.1 ms anyway.
+    keep = float(_KEEP) ** decayed
+    weight = added * keep + SAMPLES * (1 - keep)
+    low0, high0 = _sums(rtime0, count0)
+    low1, high1 = _sums(rtime1, count1)
+
+    def mean(sum0, sum1):
+        return max((sum1 - sum0 * keep) / weight, 0.0)
+
+    return mean(high0, low1), mean(high0, high1), mean(low0, high1) + (1 if decayed else 0)
+
+
 def _side(side, before, after, notes):
-    """One side's requests, errors, exact error rate and exact response time over the step."""
+    """One side's requests, errors, exact error rate and mean response time (with its range) over the step."""
     befores = _reads(side, "at the start", before)
     afters = _reads(side, "now", after)
     if len(befores) != len(afters):
@@ -398,11 +445,12 @@ def _side(side, before, after, notes):
                                  % (side, len(befores), len(afters)))
     several = isinstance(before, (list, tuple)) or isinstance(after, (list, tuple))
     requests = errors = 0
-    deltas, rtimes = [], []
+    weighted = [0.0, 0.0, 0.0]
+    rtimes = []
     for index in range(len(afters)):
         label = "the %s counters%s" % (side, " on load balancer %d" % (index + 1) if several else "")
         nulls = []
-        start = _counters(befores[index], ("req_tot", "hrsp_5xx"), label + " at the start", nulls)
+        start = _counters(befores[index], ("req_tot", "hrsp_5xx", "rtime"), label + " at the start", nulls)
         now = _counters(afters[index], ("req_tot", "hrsp_5xx", "rtime"), label + " now", nulls)
         if nulls:
             notes.append("%s: %s null (a TCP-mode backend?), counted as 0" % (label, ", ".join(nulls)))
@@ -410,22 +458,27 @@ def _side(side, before, after, notes):
         if went_down:
             notes.append("%s went down (%s: HAProxy restarted or reloaded?): the step counts them from 0"
                          % (label, ", ".join("%s %d -> %d" % (name, start[name], now[name]) for name in went_down)))
-            start = {"req_tot": 0, "hrsp_5xx": 0}
+            start = {"req_tot": 0, "hrsp_5xx": 0, "rtime": 0}
         delta = now["req_tot"] - start["req_tot"]
         requests += delta
         errors += now["hrsp_5xx"] - start["hrsp_5xx"]
-        deltas.append(delta)
         rtimes.append(now["rtime"])
+        if delta:
+            for position, value in enumerate(_window(start["req_tot"], start["rtime"], now["req_tot"], now["rtime"])):
+                weighted[position] += delta * value
     if requests:
-        response = Fraction(sum(deltas[i] * rtimes[i] for i in range(len(rtimes))), requests)
+        low, response, high = (Fraction(round(value / requests, 3)).limit_denominator(1000) for value in
+                               (weighted[0], weighted[1], weighted[2]))
     else:
-        response = Fraction(sum(rtimes), len(rtimes))
+        low = response = high = Fraction(sum(rtimes), len(rtimes))
         notes.append("%s had no requests in the step: its response time is HAProxy's average from before" % side)
     return {
         "requests": requests,
         "errors": errors,
         "rate": Fraction(errors, requests) if requests else Fraction(0),
         "response": response,
+        "low": min(low, response),
+        "high": max(high, response),
     }
 
 
@@ -442,18 +495,19 @@ def _rules(canary, stable, rules):
         reasons.append("canary 5xx rate %s (%d of %d) is %s above stable's %s (%d of %d) > %s"
                        % (_pct(canary["rate"]), canary["errors"], canary["requests"], _pct(increase, "points"),
                           _pct(stable["rate"]), stable["errors"], stable["requests"], _pct(limit, "points")))
+    # The response-time rules fail only when they fail for every mean the counters allow (see the ranges).
     if rules["max_response_ms"] is not None:
         limit = _exact(rules["max_response_ms"])
-        if canary["response"] > limit:
+        if canary["low"] > limit:
             reasons.append("canary response time %s ms > %s ms" % (_show(canary["response"], 1), _show(limit)))
     if stable["response"] > 0:
         ratio = _exact(rules["max_response_ratio"])
         slack = _exact(rules["response_slack_ms"])
-        slower = canary["response"] - stable["response"]
-        if canary["response"] > ratio * stable["response"] and slower > slack:
+        if canary["low"] > ratio * stable["high"] and canary["low"] - stable["high"] > slack:
             reasons.append("canary response time %s ms is %s x stable's %s ms > %s x (and %s ms slower > %s ms slack)"
                            % (_show(canary["response"], 1), _show(canary["response"] / stable["response"], 2),
-                              _show(stable["response"], 1), _show(ratio), _show(slower, 1), _show(slack)))
+                              _show(stable["response"], 1), _show(ratio),
+                              _show(canary["response"] - stable["response"], 1), _show(slack)))
     return reasons
 
 
@@ -463,6 +517,7 @@ def _result(side):
         "errors": side["errors"],
         "error_rate": float(side["rate"]),
         "response_ms": _ms(side["response"]),
+        "response_ms_range": [_ms(side["low"]), _ms(side["high"])],
     }
 
 

@@ -6,6 +6,7 @@ The bench itself needs a lab of 8 hosts and minutes; these need neither.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import subprocess
@@ -146,8 +147,16 @@ def test_a_failed_request_exits_non_zero_and_writes_nothing(monkeypatch, tmp_pat
     results.write_text(RESULTS)
     monkeypatch.setattr(rollout, "RESULTS", results)
     calls = []
-    monkeypatch.setattr(rollout, "set_up", lambda lab, inv: calls.append("set up"))
-    monkeypatch.setattr(rollout, "tear_down", lambda lab: calls.append("torn down"))
+
+    @contextlib.contextmanager
+    def lab(*args, **kwargs):
+        calls.append("set up")
+        try:
+            yield ["-i", "inventory"]
+        finally:
+            calls.append("torn down")
+
+    monkeypatch.setattr(rollout, "bench_lab", lab)
     runs = iter([run(8, "1.1.0", 100.0, 60.0), run(4, "1.0.0", 50.0, 30.0, fresh=probe(failed=2, errors={"reset": 2}))])
     monkeypatch.setattr(rollout, "timed_rollout", lambda *args: next(runs))
     monkeypatch.setattr(sys, "argv", ["rollout.py", "--runs", "1"] + (["--record"] if record else []))
@@ -163,8 +172,7 @@ def test_a_clean_bench_records_its_rows(monkeypatch, tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text(RESULTS)
     monkeypatch.setattr(rollout, "RESULTS", results)
-    monkeypatch.setattr(rollout, "set_up", lambda lab, inv: None)
-    monkeypatch.setattr(rollout, "tear_down", lambda lab: None)
+    monkeypatch.setattr(rollout, "bench_lab", lambda *args, **kwargs: contextlib.nullcontext(["-i", "inventory"]))
     monkeypatch.setattr(rollout, "timed_rollout", lambda inv, hosts, version, *rest: run(hosts, version, 10.0, 5.0))
     monkeypatch.setattr(sys, "argv", ["rollout.py", "--runs", "1", "--record"])
     assert rollout.main() == 0

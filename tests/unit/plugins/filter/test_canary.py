@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import re
 from fractions import Fraction
@@ -39,6 +40,65 @@ def analyse(canary_after, stable_after=None, canary_before=None, stable_before=N
 
 def raises(words):
     return pytest.raises(AnsibleFilterError, match=re.escape(words))
+
+
+# HAProxy 2.6's response-time average, simulated exactly (src/stream.c stream_update_time_stats, swrate_add_dynamic,
+# and src/stats.c): per request i (the backend's req_tot is then i), the running sum adds the request's time (whole
+# ms) while i <= 1024, and from request 1025 on first loses ceil(sum / 1024); `show stat` shows
+# rtime = ceil(sum / min(req_tot, 1024)), and 0 before any request.
+SAMPLES = 1024
+
+
+def haproxy_reads(*periods):
+    """(req_tot, rtime) as `show stat` gives them after each period, the periods (lists of ms) served in turn."""
+    count = total = 0
+    reads = []
+    for times in periods:
+        for time in times:
+            count += 1
+            if count > SAMPLES:
+                total -= -(-total // SAMPLES)  # ceil(total / SAMPLES), in integers
+            total += time
+        reads.append((count, -(-total // min(count, SAMPLES)) if count else 0))
+    return reads
+
+
+def haproxy_read(times):
+    """(req_tot, rtime) after serving ``times`` (a list of per-request ms) from a fresh start."""
+    return haproxy_reads(times)[0]
+
+
+def served(history, window, errors=0):
+    """Counters before and after a step: ``history`` then the step's ``window`` served by one backend.
+
+    The ``errors`` are 5xx answers in the window (none in the history).
+    """
+    (req0, rtime0), (req1, rtime1) = haproxy_reads(history, window)
+    return counters(req0, 0, rtime0), counters(req1, errors, rtime1)
+
+
+@functools.cache
+def _constant_read(requests, ms):
+    return haproxy_read([ms] * requests)
+
+
+def constant(requests, ms, errors=0):
+    """Counters after ``requests`` requests that all took ``ms`` ms, from a fresh start."""
+    req, rtime = _constant_read(requests, ms)
+    return counters(req, errors, rtime)
+
+
+def test_the_simulator_follows_haproxy():
+    assert haproxy_read([]) == (0, 0)
+    assert haproxy_read([1, 2]) == (2, 2)  # ceil(3 / 2)
+    assert haproxy_read([1] * 1023 + [2]) == (1024, 2)  # ceil(1025 / 1024)
+    assert haproxy_read([10] * 5000) == (5000, 10)  # a constant time keeps the sum at 10240 once it decays
+    # Request 1025 first loses ceil(1024 / 1024) = 1, then adds its time: 1024 - 1 + 1025 = 2048, 2 ms.
+    assert haproxy_read([1] * 1024 + [1025]) == (1025, 2)
+    # The decay rounds its loss up: a sum of 1024 loses 1 per request and is gone after 1024 requests of 0 ms
+    # (without the rounding it would still be 1024 * (1023 / 1024) ** 1024, about 377).
+    assert haproxy_reads([0] * 1024 + [1024], [0] * 1023, [0]) == [(1025, 1), (2048, 1), (2049, 0)]
+    assert haproxy_reads([5] * 10, [], [7] * 10) == [(10, 5), (10, 5), (20, 6)]
 
 
 def test_the_filter_module_registers_the_three_filters():
@@ -225,12 +285,20 @@ def test_canary_steps_refuses_every_list_that_does_not_increase():
 
 
 def test_a_healthy_canary_passes_with_its_numbers():
-    result = analyse(counters(1500, 2, 12), counters(13500, 0, 11), counters(1000, 2, 10), counters(9000, 0, 10))
+    # The canary backend served 1000 requests at 10 ms (2 of them 5xx) before the step, then 500 at 12 ms; stable
+    # 9000 at 10 ms, then 4500 at 11 ms. HAProxy then shows rtime 11 for both: the filter solves for the step's
+    # means, and gives the range that the rounding of rtime leaves (wider for the canary's shorter window).
+    canary_before, canary_after = served([10] * 1000, [12] * 500)
+    stable_before, stable_after = served([10] * 9000, [11] * 4500)
+    assert (canary_before["rtime"], canary_after["rtime"], stable_after["rtime"]) == (10, 11, 11)
+    canary_before["hrsp_5xx"] = canary_after["hrsp_5xx"] = 2
+    result = analyse(canary_after, stable_after, canary_before, stable_before)
     assert result == {
         "verdict": "pass",
         "reasons": [],
-        "canary": {"requests": 500, "errors": 0, "error_rate": 0.0, "response_ms": 12},
-        "stable": {"requests": 4500, "errors": 0, "error_rate": 0.0, "response_ms": 11},
+        "canary": {"requests": 500, "errors": 0, "error_rate": 0.0, "response_ms": 12.6,
+                   "response_ms_range": [10, 15.2]},
+        "stable": {"requests": 4500, "errors": 0, "error_rate": 0.0, "response_ms": 11, "response_ms_range": [10, 12]},
         "policy": DEFAULT_POLICY,
         "notes": [],
     }
@@ -301,33 +369,80 @@ def test_a_slow_canary_fails_the_ratio_with_the_numbers():
         "canary response time 260 ms is 26 x stable's 10 ms > 1.5 x (and 250 ms slower > 5 ms slack)"]
 
 
-@pytest.mark.parametrize(("canary_ms", "stable_ms", "verdict"), [
-    (2, 1, "pass"),  # twice as slow, but 1 ms slower: within the 5 ms slack
-    (6, 1, "pass"),  # 6 x, but exactly 5 ms slower: the slack is not exceeded
-    (7, 1, "fail"),  # 6 ms slower and 7 x
-    (14, 9, "pass"),  # 1.56 x but 5 ms slower
-    (15, 9, "fail"),  # 1.67 x and 6 ms slower
-    (30, 20, "pass"),  # exactly 1.5 x: the ratio is not exceeded, however many ms slower
-    (31, 20, "fail"),  # 1.55 x and 11 ms slower
-    (300, 200, "pass"),
-    (301, 200, "fail"),
-    (5, 10, "pass"),  # faster
+# Exact counters from a fresh start, every request at the same whole ms: the canary's 500 at canary_ms, stable's
+# stable_requests at stable_ms; the defaults (ratio 1.5, slack 5 ms). The means are then exactly canary_ms and
+# stable_ms, but rtime is rounded up, so a reading of c ms over N requests only proves a mean above c - 1 (the sum
+# is at least (c - 1) * N + 1): the canary's lowest mean is canary_ms - 0.998. Stable's highest is stable_ms with
+# 1000 requests, and stable_ms + 1 with 5000, past the 1024 where the sum decays (each decay rounds its loss up, by
+# less than 1 ms in all). A rule fails only when canary_ms - 0.998 > 1.5 * stable's highest (the ratio) and
+# canary_ms - 0.998 - stable's highest > 5 (the slack): so each boundary sits at the first whole canary_ms whose
+# 0.002 above canary_ms - 1 crosses it.
+@pytest.mark.parametrize(("canary_ms", "stable_ms", "stable_requests", "verdict"), [
+    (2, 1, 1000, "pass"),  # 1.002 to 2 ms against 1: within the 5 ms slack
+    (6, 1, 1000, "pass"),  # at least 5.002 ms: 4.002 ms slower, within the slack
+    (7, 1, 1000, "fail"),  # at least 6.002 ms: 5.002 ms slower and 6 x
+    (14, 9, 1000, "pass"),  # at least 13.002 ms: not above 1.5 x 9 = 13.5
+    (15, 9, 1000, "fail"),  # at least 14.002 ms: 1.56 x and 5.002 ms slower
+    (30, 20, 1000, "pass"),  # at least 29.002 ms: not above 1.5 x 20 = 30, however many ms slower
+    (31, 20, 1000, "fail"),  # at least 30.002 ms: above 30, and 10.002 ms slower
+    (300, 200, 1000, "pass"),
+    (301, 200, 1000, "fail"),
+    (5, 10, 1000, "pass"),  # faster
+    (7, 1, 5000, "pass"),  # stable may be 2 ms: 6.002 is only 4.002 ms slower
+    (8, 1, 5000, "fail"),  # 7.002 against 2: 5.002 ms slower
+    (32, 20, 5000, "pass"),  # 31.002 against 1.5 x 21 = 31.5
+    (33, 20, 5000, "fail"),  # 32.002 > 31.5 and 11.002 ms slower
+    (302, 200, 5000, "pass"),  # 301.002 against 1.5 x 201 = 301.5
+    (303, 200, 5000, "fail"),
 ])
-def test_ratio_and_slack(canary_ms, stable_ms, verdict):
-    result = analyse(counters(500, 0, canary_ms), counters(5000, 0, stable_ms))
+def test_ratio_and_slack(canary_ms, stable_ms, stable_requests, verdict):
+    canary, stable = constant(500, canary_ms), constant(stable_requests, stable_ms)
+    assert (canary["rtime"], stable["rtime"]) == (canary_ms, stable_ms)  # the rtime every request took
+    result = analyse(canary, stable)
     assert result["verdict"] == verdict, result
-    assert (result["reasons"] == []) == (verdict == "pass")
+    assert result["canary"]["response_ms"] == canary_ms and result["stable"]["response_ms"] == stable_ms
+    assert result["canary"]["response_ms_range"] == [canary_ms - 1, canary_ms]  # canary_ms - 0.998, to 0.1 ms
+    assert result["stable"]["response_ms_range"] == [stable_ms - 1, stable_ms + (stable_requests > SAMPLES)]
+    if verdict == "pass":
+        assert result["reasons"] == []
+    else:  # the sentence shows the means
+        assert len(result["reasons"]) == 1
+        match = re.fullmatch(r"canary response time %d ms is ([0-9.]+) x stable's %d ms > 1\.5 x "
+                             r"\(and %d ms slower > 5 ms slack\)" % (canary_ms, stable_ms, canary_ms - stable_ms),
+                             result["reasons"][0])
+        assert match, result["reasons"]
+        assert float(match.group(1)) == pytest.approx(canary_ms / stable_ms, abs=0.005)
+
+
+def test_the_rules_give_the_benefit_of_the_doubt_that_rounding_leaves():
+    # Stable truly averages 19.5 ms (half its requests at 19, half at 20), the canary 30 ms: truly 1.54 x and
+    # 10.5 ms slower. But HAProxy shows stable's 19.5 as rtime 20, and 20 ms is a mean the counters allow; against
+    # it the canary's lowest, 29.002 ms, is not above 1.5 x: no failure.
+    req, rtime = haproxy_read([19, 20] * 500)
+    stable = counters(req, 0, rtime)
+    assert (req, rtime) == (1000, 20)
+    result = analyse(constant(500, 30), stable)
+    assert result["verdict"] == "pass", result
+    low, high = result["stable"]["response_ms_range"]
+    assert low <= 19.5 <= high and high == 20
+    # One ms more on the canary and it fails for every mean allowed.
+    assert analyse(constant(500, 31), stable)["verdict"] == "fail"
 
 
 def test_the_slack_and_ratio_can_be_set():
-    assert analyse(counters(500, 0, 2), counters(5000, 0, 1), response_slack_ms=0)["verdict"] == "fail"
-    assert analyse(counters(500, 0, 11), counters(5000, 0, 10), response_slack_ms=0,
-                   max_response_ratio=1)["verdict"] == "fail"
-    assert analyse(counters(500, 0, 10), counters(5000, 0, 10), response_slack_ms=0,
-                   max_response_ratio=1)["verdict"] == "pass"
-    assert analyse(counters(500, 0, 50), counters(5000, 0, 10), max_response_ratio=5)["verdict"] == "pass"
-    assert analyse(counters(500, 0, 50), counters(5000, 0, 10), response_slack_ms=40)["verdict"] == "pass"
-    assert analyse(counters(500, 0, 50), counters(5000, 0, 10), response_slack_ms=39.5)["verdict"] == "fail"
+    # As in test_ratio_and_slack: 500 canary requests at c ms prove at least c - 0.998; 1000 stable ones at s ms
+    # prove at most s.
+    def verdict(canary_ms, stable_ms, **policy):
+        return analyse(constant(500, canary_ms), constant(1000, stable_ms), **policy)["verdict"]
+
+    assert verdict(3, 1, response_slack_ms=0) == "fail"  # at least 2.002 against 1: above 1.5 x, and slower
+    assert verdict(2, 1, response_slack_ms=0) == "pass"  # 1.002 to 2 against 1: may be within 1.5 x
+    assert verdict(11, 10, response_slack_ms=0, max_response_ratio=1) == "fail"  # at least 10.002 > 10
+    assert verdict(10, 10, response_slack_ms=0, max_response_ratio=1) == "pass"
+    assert verdict(50, 10, max_response_ratio=5) == "pass"  # 49.002 is not above 50
+    assert verdict(50, 10, max_response_ratio=4.9) == "fail"  # 49.002 > 49
+    assert verdict(50, 10, response_slack_ms=40) == "pass"  # 39.002 ms slower is within 40
+    assert verdict(50, 10, response_slack_ms=39) == "fail"  # 39.002 > 39
 
 
 def test_without_a_stable_response_time_the_ratio_is_not_applied():
@@ -347,6 +462,158 @@ def test_the_absolute_bound_applies_on_its_own_and_at_the_bound_passes():
 def test_no_absolute_bound_by_default():
     result = analyse(counters(500, 0, 5000), counters(5000, 0, 4000))
     assert result["verdict"] == "pass" and result["policy"]["max_response_ms"] is None
+
+
+# ------------------------------------------------------------------ response time: the step's mean from rtime
+
+
+def _rounding_error(count0, count1):
+    """(below, above): how far the mean solved from two reads may lie below and above the step's true mean, in ms.
+
+    Worked out from the model alone. A request of the step weighs K ** (the decays after it) in the second read's
+    sum, K = 1023 / 1024, and the first read's sum weighs K ** (all the step's decays). `show stat` rounds rtime up,
+    so each read proves its sum only to less than its window (min(req_tot, 1024)) ms; the sums shown are the
+    highest, which overstates the second sum (the mean comes out high) and the first (it comes out low). Each decay
+    rounds its loss up, which takes less than 1 ms per request off the mean (the true mean is higher).
+    """
+    keep = (SAMPLES - 1) / SAMPLES
+    decays = max(0, count1 - max(count0, SAMPLES))
+    weight = sum(keep ** max(0, count1 - max(position, SAMPLES)) for position in range(count0 + 1, count1 + 1))
+    below = min(count0, SAMPLES) * keep ** decays / weight + (1 if decays else 0)
+    above = min(count1, SAMPLES) / weight
+    return below, above
+
+
+def test_a_window_at_one_time_lies_in_the_range_after_any_history():
+    # Any history (0 to 5000 requests at random times), then a step of N requests all at m ms: m is within
+    # response_ms_range, and response_ms is within what the rounding of rtime allows (_rounding_error). That is not
+    # always 1 ms: rtime is rounded to 1 ms over up to 1024 requests, so the sums are only known to up to 1024 ms
+    # each, and a step's requests weigh little in them when they are few, or when the sum decays (300 requests after
+    # a long history weigh about 260: up to 4 ms). From a fresh start the mean is exact.
+    rng = random.Random(20)
+    seen = {"fresh": 0, "decayed": 0, "few": 0}
+    for _case in range(300):
+        shape = rng.choice(["fresh", "short", "long"])
+        history_length = {"fresh": 0, "short": rng.randint(1, 1023), "long": rng.randint(1024, 5000)}[shape]
+        fastest, slowest = sorted((rng.randint(0, 400), rng.randint(0, 400)))
+        history = [rng.randint(fastest, slowest) for _i in range(history_length)]
+        requests = rng.choice([rng.randint(1, 20), rng.randint(1, 1100), rng.randint(300, 3000)])
+        ms = rng.randint(0, 300)
+        before, after = served(history, [ms] * requests)
+        result = canary_analysis({"canary": before, "stable": counters()}, {"canary": after, "stable": counters()},
+                                 {"min_requests": 1})
+        canary = result["canary"]
+        low, high = canary["response_ms_range"]
+        where = (history_length, requests, ms, before, after, canary)
+        assert canary["requests"] == requests, where
+        assert low - 0.05 <= ms <= high + 0.05, where
+        below, above = _rounding_error(len(history), len(history) + requests)
+        assert -below - 0.05 <= canary["response_ms"] - ms <= above + 0.05, where
+        assert high - low <= below + above + 0.1, where  # the range is no wider than the rounding makes it
+        if not history:
+            assert canary["response_ms"] == ms, where
+            seen["fresh"] += 1
+        seen["decayed"] += len(history) + requests > SAMPLES
+        seen["few"] += requests < 20 and bool(history)
+    assert min(seen.values()) > 30, seen  # each kind of case was tried
+
+
+def test_an_earlier_slow_canary_in_the_slot_does_not_fail_the_next_one():
+    # The regression behind the step's mean: the canary slot's backend served 300 requests at 5 ms, then an earlier
+    # canary's 400 at 260 ms; this step serves 285 at 10 ms. HAProxy's rtime still shows 110 ms (985 requests, fewer
+    # than 1024: their plain mean), which the old filter took for the canary's response time, and failed.
+    canary_before, canary_after = served([5] * 300 + [260] * 400, [10] * 285)
+    assert (canary_before["rtime"], canary_after["rtime"]) == (151, 110)
+    stable_before, stable_after = served([10] * 3000, [10] * 2500)
+    result = analyse(canary_after, stable_after, canary_before, stable_before)
+    assert result["verdict"] == "pass" and result["reasons"] == [], result
+    assert abs(result["canary"]["response_ms"] - 10) <= 1, result
+    low, high = result["canary"]["response_ms_range"]
+    assert low <= 10 <= high < 15, result
+    assert analyse(canary_after, stable_after, canary_before, stable_before, max_response_ms=15)["verdict"] == "pass"
+    # The old reading, 285 requests at a steady 110 ms, fails against the same stable side.
+    assert analyse(constant(285, 110), stable_after, stable_before=stable_before)["verdict"] == "fail"
+
+
+def test_a_slow_canary_after_a_fast_history_fails_the_ratio_with_the_means():
+    # 2000 requests at 10 ms, then a step of 300 at 260 ms: HAProxy's sliding average only climbed to 74 ms, but the
+    # step's mean is solved to about 260 ms, and the sentence shows the means.
+    canary_before, canary_after = served([10] * 2000, [260] * 300)
+    assert (canary_before["rtime"], canary_after["rtime"]) == (10, 74)
+    stable_before, stable_after = served([10] * 3000, [10] * 2500)
+    result = analyse(canary_after, stable_after, canary_before, stable_before)
+    assert result["verdict"] == "fail"
+    assert result["canary"]["response_ms"] == 261.9 and result["stable"]["response_ms"] == 10
+    low, high = result["canary"]["response_ms_range"]
+    assert 250 < low <= 260 <= high < 270
+    assert result["reasons"] == [
+        "canary response time 261.9 ms is 26.19 x stable's 10 ms > 1.5 x (and 251.9 ms slower > 5 ms slack)"]
+
+
+def test_a_few_requests_after_a_history_only_bound_the_mean():
+    # 4 requests at 300 ms after 900 at 100: rtime goes from 100 to 101, which over 904 requests proves the step's
+    # mean only between (100 * 904 + 1 - 90000) / 4 = 100.25 and (101 * 904 - (99 * 900 + 1)) / 4 = 550.75 ms.
+    # Against stable's 100 ms the canary may be as fast, so it does not fail; 100 requests prove it slow.
+    stable = constant(1000, 100)
+    canary_before, canary_after = served([100] * 900, [300] * 4)
+    few = analyse(canary_after, stable, canary_before, min_requests=1)
+    assert few["canary"]["response_ms_range"] == [100.2, 550.8] and few["canary"]["response_ms"] == 326
+    assert few["verdict"] == "pass"
+    canary_before, canary_after = served([100] * 900, [300] * 100)
+    enough = analyse(canary_after, stable, canary_before, min_requests=1)
+    # rtime 120 over 1000 requests: at least (119 * 1000 + 1 - 90000) / 100 = 290.01 ms, 2.9 x stable's 100.
+    assert enough["canary"]["response_ms_range"][0] == 290 and enough["verdict"] == "fail"
+
+
+def test_rounding_alone_never_fails_a_canary():
+    # Canary and stable truly at the same time, whatever came before on each load balancer: even the strictest
+    # policy (ratio 1, no slack, the time itself as the bound) passes.
+    rng = random.Random(21)
+    for _case in range(250):
+        ms = rng.randint(0, 300)
+        before, after = {}, {}
+        for side in ("canary", "stable"):
+            reads = [served([rng.randint(0, 500) for _i in range(rng.randint(0, 2500))], [ms] * rng.randint(50, 1200))
+                     for _lb in range(rng.randint(1, 3))]
+            before[side] = [read[0] for read in reads]
+            after[side] = [read[1] for read in reads]
+        policy = rng.choice([{}, {"max_response_ratio": 1, "response_slack_ms": 0, "max_response_ms": ms}])
+        policy["min_requests"] = 50
+        result = canary_analysis(before, after, policy)
+        assert result["verdict"] == "pass", (ms, before, after, result)
+        for side in ("canary", "stable"):
+            low, high = result[side]["response_ms_range"]
+            assert low <= ms <= high, (side, ms, result)
+
+
+def test_several_load_balancers_weigh_their_means_by_their_requests_in_the_step():
+    rng = random.Random(22)
+    for _case in range(200):
+        lbs = rng.randint(2, 4)
+        sizes = [rng.choice([0, rng.randint(1, 1500)]) for _lb in range(lbs)]
+        if not any(sizes):
+            sizes[0] = 1
+        times = [rng.randint(0, 300) for _lb in range(lbs)]
+        reads = [served([rng.randint(0, 400) for _i in range(rng.randint(0, 2500))], [times[lb]] * sizes[lb])
+                 for lb in range(lbs)]
+        together = canary_analysis({"canary": [read[0] for read in reads], "stable": counters()},
+                                   {"canary": [read[1] for read in reads], "stable": counters()},
+                                   {"min_requests": 1})["canary"]
+        total = sum(sizes)
+        assert together["requests"] == total
+        # Each load balancer alone, then weighted by its requests in the step (one without any does not count).
+        alone = [canary_analysis({"canary": read[0], "stable": counters()},
+                                 {"canary": read[1], "stable": counters()}, {"min_requests": 1})["canary"]
+                 for read, size in zip(reads, sizes, strict=True) if size]
+        weights = [size for size in sizes if size]
+        for name, pick in (("mean", lambda side: side["response_ms"]),
+                           ("low", lambda side: side["response_ms_range"][0]),
+                           ("high", lambda side: side["response_ms_range"][1])):
+            weighted = sum(weight * pick(side) for weight, side in zip(weights, alone, strict=True)) / total
+            # Each value alone is rounded to 0.1 ms, and so is the result: 0.05 + 0.05 at most.
+            assert abs(pick(together) - weighted) <= 0.1 + 1e-9, (name, sizes, times, together, alone)
+        true_mean = sum(size * ms for size, ms in zip(sizes, times, strict=True)) / total
+        assert together["response_ms_range"][0] - 0.05 <= true_mean <= together["response_ms_range"][1] + 0.05
 
 
 # ------------------------------------------------------------------ too few requests
@@ -390,13 +657,22 @@ def test_fail_wins_with_a_zero_error_allowance_and_a_fractional_one():
 
 
 def test_several_load_balancers_are_summed_and_response_time_weighted():
-    before = {"canary": [counters(100, 0, 0), counters(200, 0, 0)], "stable": [counters(), counters()]}
-    after = {"canary": [counters(400, 3, 10), counters(300, 1, 40)],
-             "stable": [counters(3000, 0, 10), counters(1000, 0, 30)]}
+    # Canary on the first load balancer: 200 requests at 20 ms before the step, 200 at 10 ms in it (rtime 20 -> 15);
+    # on the second: 100 at 10 ms before, 100 at 40 ms in it (rtime 10 -> 25). The step's means are 10 and 40 ms,
+    # weighted by the 200 and 100 requests: (200 * 10 + 100 * 40) / 300 = 20 ms (the rtimes weighted would be 18.3).
+    first_before, first_after = served([20] * 200, [10] * 200, errors=3)
+    second_before, second_after = served([10] * 100, [40] * 100, errors=1)
+    assert [first_after["rtime"], second_after["rtime"]] == [15, 25]
+    before = {"canary": [first_before, second_before], "stable": [counters(), counters()]}
+    after = {"canary": [first_after, second_after], "stable": [constant(3000, 10), constant(1000, 30)]}
     result = canary_analysis(before, after, {"max_error_rate": 0.05, "max_error_rate_increase": 0.05})
-    # Canary: 300 requests at 10 ms on the first, 100 at 40 ms on the second: (3000 + 4000) / 400 = 17.5, not 25.
-    assert result["canary"] == {"requests": 400, "errors": 4, "error_rate": 0.01, "response_ms": 17.5}
-    assert result["stable"] == {"requests": 4000, "errors": 0, "error_rate": 0.0, "response_ms": 15}
+    # The range: on the first, the sums HAProxy shows are known to 200 (before) and 400 (after) ms, which over the
+    # 200 requests allows 8.005 to 10.995 ms; on the second, 38.01 to 40.99 ms; weighted, 18.007 to 20.993.
+    assert result["canary"] == {"requests": 300, "errors": 4, "error_rate": 4 / 300, "response_ms": 20,
+                                "response_ms_range": [18, 21]}
+    # Stable: 3000 requests at 10 ms and 1000 at 30 ms: 15 ms; the first decayed, so its highest is 11 ms.
+    assert result["stable"] == {"requests": 4000, "errors": 0, "error_rate": 0.0, "response_ms": 15,
+                                "response_ms_range": [14, 15.8]}
     assert result["notes"] == [] and result["verdict"] == "pass"
 
 
@@ -409,17 +685,25 @@ def test_a_weighted_response_time_that_is_not_whole_is_rounded_to_a_tenth():
 
 
 def test_a_load_balancer_without_requests_in_the_step_does_not_weigh_on_the_response_time():
-    before = {"canary": [counters(100), counters(100)], "stable": counters()}
-    after = {"canary": [counters(600, 0, 12), counters(100, 0, 900)], "stable": counters(5000, 0, 10)}
+    busy_before, busy_after = served([12] * 100, [12] * 500)
+    idle_before, idle_after = served([900] * 100, [])  # its rtime stays 900 from before the step
+    before = {"canary": [busy_before, idle_before], "stable": counters()}
+    after = {"canary": [busy_after, idle_after], "stable": constant(5000, 10)}
     result = canary_analysis(before, after)
-    assert result["canary"]["response_ms"] == 12 and result["verdict"] == "pass"
+    assert idle_after["rtime"] == 900
+    assert result["canary"]["requests"] == 500 and result["canary"]["response_ms"] == 12
+    # The busy one's range alone. Its sums are 1200 and 7200 ms, but rtime 12 only proves 1101 to 1200 over 100
+    # requests and 6601 to 7200 over 600: (6601 - 1200) / 500 = 10.802 to (7200 - 1101) / 500 = 12.198 ms.
+    assert result["canary"]["response_ms_range"] == [10.8, 12.2]
+    assert result["verdict"] == "pass"
 
 
 def test_without_any_request_the_response_time_is_the_plain_mean_with_a_note():
-    before = {"canary": [counters(100), counters(100)], "stable": counters()}
-    after = {"canary": [counters(100, 0, 10), counters(100, 0, 20)], "stable": counters(5000, 0, 10)}
+    before = {"canary": [constant(100, 10), constant(100, 20)], "stable": counters()}
+    after = {"canary": [constant(100, 10), constant(100, 20)], "stable": constant(5000, 10)}
     result = canary_analysis(before, after)
-    assert result["canary"] == {"requests": 0, "errors": 0, "error_rate": 0.0, "response_ms": 15}
+    assert result["canary"] == {"requests": 0, "errors": 0, "error_rate": 0.0, "response_ms": 15,
+                                "response_ms_range": [15, 15]}
     assert result["notes"] == [
         "canary had no requests in the step: its response time is HAProxy's average from before"]
 
@@ -439,7 +723,10 @@ def test_load_balancers_must_match_and_not_be_empty():
         canary_analysis({"canary": counters(), "stable": counters()}, {"canary": counters(), "stable": []})
 
 
-def test_splitting_the_traffic_over_load_balancers_changes_nothing():
+def test_splitting_the_traffic_over_load_balancers_changes_nothing_but_the_range():
+    # Requests all at the same time from a fresh start: the mean is exactly that time however the traffic is split.
+    # The range differs (each load balancer rounds its own rtime, and only those past 1024 requests decay), but it
+    # holds the time both ways, and against a stable side at the same time neither fails.
     rng = random.Random(5)
     for _case in range(300):
         requests, rtime = rng.randint(0, 3000), rng.randint(1, 40)
@@ -452,11 +739,17 @@ def test_splitting_the_traffic_over_load_balancers_changes_nothing():
         err_parts = [err_bounds[i + 1] - err_bounds[i] for i in range(lbs)]
         split = canary_analysis(
             {"canary": [counters() for _i in range(lbs)], "stable": counters()},
-            {"canary": [counters(parts[i], err_parts[i], rtime) for i in range(lbs)],
-             "stable": counters(10000, 0, rtime)})
-        whole = analyse(counters(requests, errors, rtime), counters(10000, 0, rtime))
+            {"canary": [constant(parts[i], rtime, err_parts[i]) for i in range(lbs)],
+             "stable": constant(10000, rtime)})
+        whole = analyse(constant(requests, rtime, errors), constant(10000, rtime))
         assert split["verdict"] == whole["verdict"], (parts, err_parts, split, whole)
-        assert split["canary"] == whole["canary"]
+        for result in (split, whole):
+            canary = dict(result["canary"])
+            low, high = canary.pop("response_ms_range")
+            rate = errors / requests if requests else 0
+            assert canary == {"requests": requests, "errors": errors, "error_rate": rate, "response_ms": rtime}, result
+            assert low <= rtime <= high, (parts, result)
+        assert split["canary"]["response_ms"] == whole["canary"]["response_ms"]
 
 
 def test_a_weighted_response_time_lies_between_the_load_balancers():
@@ -506,7 +799,8 @@ def test_a_reset_on_the_stable_side_is_noted_too():
 def test_null_counters_count_as_zero_with_a_note():
     null = {"req_tot": None, "hrsp_5xx": None, "rtime": None, "mode": "tcp"}
     result = analyse(null, canary_before=dict(null))
-    assert result["canary"] == {"requests": 0, "errors": 0, "error_rate": 0.0, "response_ms": 0}
+    assert result["canary"] == {"requests": 0, "errors": 0, "error_rate": 0.0, "response_ms": 0,
+                                "response_ms_range": [0, 0]}
     assert result["verdict"] == "inconclusive"
     assert "the canary counters: req_tot, hrsp_5xx, rtime null (a TCP-mode backend?), counted as 0" in result["notes"]
 
@@ -520,7 +814,9 @@ def test_empty_counters_count_as_zero_as_the_playbook_uses_them_for_the_policy()
 
 def test_counters_as_strings_are_read_and_other_haproxy_counters_ignored():
     result = analyse(counters("500", "0", "12", status="UP", servers={"app1": {}}, mode="http"))
-    assert result["canary"] == {"requests": 500, "errors": 0, "error_rate": 0.0, "response_ms": 12}
+    # 500 requests from a fresh start with rtime 12: a mean from 11.002 to 12 ms.
+    assert result["canary"] == {"requests": 500, "errors": 0, "error_rate": 0.0, "response_ms": 12,
+                                "response_ms_range": [11, 12]}
 
 
 @pytest.mark.parametrize(("before", "after", "words"), [
@@ -536,6 +832,8 @@ def test_counters_as_strings_are_read_and_other_haproxy_counters_ignored():
      "the canary counters now have no req_tot, hrsp_5xx, rtime: give a haproxy_stats backends entry, got keys "
      "backends, changed"),
     ({"canary": {"req_tot": 1, "hrsp_5xx": 0}, "stable": {}}, {"canary": {"req_tot": 5, "hrsp_5xx": 0}, "stable": {}},
+     "the canary counters at the start have no rtime"),  # the first read's rtime is needed too now
+    ({"canary": counters(1, 0, 3), "stable": {}}, {"canary": {"req_tot": 5, "hrsp_5xx": 0}, "stable": {}},
      "the canary counters now have no rtime"),
     ({"canary": {}, "stable": {}}, {"canary": counters(-1), "stable": {}},
      "the canary counters now: req_tot must be 0 or more, got -1"),
@@ -654,8 +952,18 @@ def test_never_pass_above_an_error_limit_and_the_verdict_follows_the_rules():
             assert verdict != "pass", (policy, result)
         if rate - stable_rate > Fraction(str(policy["max_error_rate_increase"])):
             assert verdict != "pass", (policy, result)
-        if "max_response_ms" in policy and canary["response_ms"] > policy["max_response_ms"] + 0.05:
-            assert verdict != "pass", (policy, result)
+        # The response time rules fail on the lowest mean the counters allow, never on the mean alone.
+        low, high = canary["response_ms_range"]
+        assert low <= canary["response_ms"] <= high, result
+        assert stable["response_ms_range"][0] <= stable["response_ms"] <= stable["response_ms_range"][1], result
+        bound_failed = any(re.match(r"canary response time [0-9.]+ ms > ", reason) for reason in result["reasons"])
+        if "max_response_ms" in policy and requests >= policy["min_requests"]:
+            if low > policy["max_response_ms"] + 0.05:
+                assert bound_failed, (policy, result)
+            elif low < policy["max_response_ms"] - 0.05:
+                assert not bound_failed, (policy, result)
+        else:
+            assert not bound_failed, (policy, result)
         if requests < policy["min_requests"]:
             allowance = Fraction(str(policy["max_error_rate"])) * policy["min_requests"]
             assert verdict == ("fail" if errors > allowance else "inconclusive"), (policy, result)
