@@ -176,6 +176,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be 1 or more")
+    if bool(args.inventory) != bool(args.cafile):
+        parser.error("--inventory and --cafile go together: a lab that is there, and its CA certificate")
     shop = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/shop.yml").read_text())
     port = next(s for s in shop["vmfleet_services"] if s["name"] == "catalog")["frontend_port"]
 

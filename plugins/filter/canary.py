@@ -31,9 +31,9 @@ description:
   - Because C(rtime) is rounded up to a whole ms over as many as 1024 requests, each read fixes the sum only to
     within about 1024 ms, and the mean of a step of N requests only to within about 1024 / N ms (about 4 ms for
     300 requests after a long history; exact from a fresh backend with requests of whole ms). So the mean has an
-    uncertainty, and C(response_ms_range) gives the lowest and highest mean the counters allow. The response-time rules fail only
-    when they fail for every value in those ranges (the canary's lowest against stable's highest), so rounding
-    never fails a canary; the sentences show the means.
+    uncertainty, and C(response_ms_range) gives the lowest and highest mean the counters allow. The response-time
+    rules fail only when they fail for every value in those ranges (the canary's lowest against stable's highest),
+    so rounding never fails a canary; the sentences show the means.
   - A counter that went down between the reads (HAProxy restarted or reloaded, and its counters started again from 0)
     makes that load balancer's first read count as 0, and C(notes) says so. A restart after which the counters
     already grew past their first read cannot be seen. A null counter (a TCP-mode backend) counts as 0, with a note.

@@ -237,21 +237,24 @@ def test_ctrl_c_during_a_step_puts_the_split_back_to_zero():
                                                     "vmfleet_canary_lease": 6, "vmfleet_canary_interval": 2})]
     proc = subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        if "Read the counters at the start of the step" in line or time.monotonic() > deadline:
-            break
-    # The step is on: 30 % of new requests go to the canary.
-    wait_until = time.monotonic() + 30
-    while live_maps()[1] != 30 and time.monotonic() < wait_until:
-        time.sleep(0.5)
-    assert live_maps() == ("catalog_green", 30)
-    os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:
+            if "Read the counters at the start of the step" in line or time.monotonic() > deadline:
+                break
+        # The step is on: 30 % of new requests go to the canary.
+        wait_until = time.monotonic() + 30
+        while live_maps()[1] != 30 and time.monotonic() < wait_until:
+            time.sleep(0.5)
+        assert live_maps() == ("catalog_green", 30)
+    finally:
+        # Also when the step never came: a play left running would hold the lab for minutes.
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     stopped = time.monotonic()
     while live_maps()[1] != 0 and time.monotonic() < stopped + 30:
         time.sleep(0.5)
