@@ -5,27 +5,24 @@ into bench/RESULTS.md, and how it reads canary.yml's report.
 The bench itself needs a lab of 5 hosts and minutes; these need neither.
 """
 
+# bench/ is on pytest's pythonpath (pyproject.toml): the scripts import as modules, as they import each other.
 from __future__ import annotations
 
 import base64
 import contextlib
 import datetime
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import canary_abort as canary
 import pytest
 import yaml
 from rollout import benchmark_of
 
 ROOT = Path(__file__).resolve().parents[3]
-_SPEC = importlib.util.spec_from_file_location("bench_canary_abort", ROOT / "bench" / "canary_abort.py")
-canary = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = canary  # dataclasses look their module up there
-_SPEC.loader.exec_module(canary)
 
 DATE = datetime.date(2026, 11, 28)
 STABLE, CANARY = "1.0.0", "1.1.0-errors"

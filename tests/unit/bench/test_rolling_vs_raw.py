@@ -5,21 +5,17 @@ the refusal to record an unfair or lossy comparison.
 The bench itself needs a lab of 4 hosts and minutes; these need neither.
 """
 
+# bench/ is on pytest's pythonpath (pyproject.toml): the scripts import as modules, as they import each other.
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+import rolling_vs_raw as raw
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-_SPEC = importlib.util.spec_from_file_location("bench_rolling_vs_raw", ROOT / "bench" / "rolling_vs_raw.py")
-raw = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = raw  # dataclasses look their module up there
-_SPEC.loader.exec_module(raw)
 
 DEFAULTS = yaml.safe_load((ROOT / "roles/service/defaults/main.yml").read_text())
 SHOP = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/shop.yml").read_text())

@@ -4,22 +4,19 @@ record a rollout that failed requests, and how it writes bench/RESULTS.md.
 The bench itself needs a lab of 8 hosts and minutes; these need neither.
 """
 
+# bench/ is on pytest's pythonpath (pyproject.toml): the scripts import as modules, as they import each other.
 from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import rollout
 
 ROOT = Path(__file__).resolve().parents[3]
-_SPEC = importlib.util.spec_from_file_location("bench_rollout", ROOT / "bench" / "rollout.py")
-rollout = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = rollout  # dataclasses look their module up there
-_SPEC.loader.exec_module(rollout)
 
 DATE = datetime.date(2026, 11, 28)
 
