@@ -14,18 +14,67 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
-__all__ = ["RESULTS", "ROOT", "LoadProbe", "ansible_env", "bench_lab", "finish", "play", "probe_problems", "spread"]
+__all__ = ["FULL_LOAD", "PROBE_MODES", "RESULTS", "ROOT", "LoadProbe", "Probes", "ansible_env", "bench_lab", "finish",
+           "play", "probe_problems", "spread"]
 
 # The one load probe (tests/integration/loadprobe.py), shared with the tests.
 if str(ROOT / "tests" / "integration") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from loadprobe import LoadProbe  # noqa: E402  (re-exported for the benches: see __all__)
+
+# Both probe modes, as LoadProbe's `keepalive`.
+PROBE_MODES = {"keep-alive": True, "new connection": False}
+# The load of the benches that count failed requests: per mode, enough threads for 125 req/s while
+# hosts change slots on the 2-core machine, bounded in time and requests.
+FULL_LOAD = {mode: {"threads": threads, "rate": 125, "seconds": 600, "max_requests": 60000}
+             for mode, threads in (("keep-alive", 10), ("new connection", 28))}
+
+
+class Probes:
+    """Both load probes (keep-alive, new connection) on `url` around a `with` block.
+
+    They start `lead` seconds before the block's body and stop `tail` seconds after it, so
+    the body's first and last moments are under load. `covered` says, per mode, whether the
+    probe still ran when the body ended (a probe that stopped early on its bounds did not
+    cover it); `summaries()` is each probe's result with it."""
+
+    def __init__(self, url: str, cafile: str, bounds: dict[str, dict], lead: float = 1.0, tail: float = 1.0):
+        self.probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **bounds[mode])
+                       for mode, keepalive in PROBE_MODES.items()}
+        self.lead, self.tail = lead, tail
+        self.covered: dict[str, bool] = {}
+
+    def __enter__(self) -> Probes:
+        for probe in self.probes.values():
+            probe.start()
+        try:
+            time.sleep(self.lead)
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.covered = {mode: probe.running for mode, probe in self.probes.items()}
+        try:
+            if exc[0] is None:
+                time.sleep(self.tail)
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        for probe in self.probes.values():
+            probe.stop()
+
+    def summaries(self) -> dict[str, dict]:
+        return {mode: dict(probe.result(), covered=self.covered[mode]) for mode, probe in self.probes.items()}
 
 
 def ansible_env(json_output: bool = False) -> dict[str, str]:

@@ -46,16 +46,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from benchlib import RESULTS, ROOT, LoadProbe, ansible_env, bench_lab, finish, probe_problems, spread
-from rollout import PROBE_MODES, updated_results
+from benchlib import (
+    FULL_LOAD,
+    PROBE_MODES,
+    RESULTS,
+    ROOT,
+    Probes,
+    ansible_env,
+    bench_lab,
+    finish,
+    probe_problems,
+    spread,
+)
+from rollout import updated_results
 
 LAB = "vmfleet-canary"
 SUBNET = "10.77.114"
 STATE = ROOT / ".lab" / "canary"
 STABLE, CANARY = "1.0.0", "1.1.0-errors"
 MIN_RPS = 100
-PROBE_BOUNDS = {"keep-alive": {"threads": 10}, "new connection": {"threads": 28}}
-PROBE_LIMITS = {"rate": 125, "seconds": 600, "max_requests": 60000}
 STEPS = [{"weight": 20, "pause": 60}]
 INPUTS = {"vmfleet_canary_steps": STEPS, "vmfleet_canary_interval": 2, "vmfleet_scale_down_delay": 2,
           "vmfleet_canary_analysis": {"min_requests": 100}}
@@ -139,21 +148,12 @@ def report_of(stdout: str) -> list[dict]:
 
 
 def aborted_canary(inv: list[str], url: str, cafile: str) -> Run:
-    probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **PROBE_BOUNDS[mode], **PROBE_LIMITS)
-              for mode, keepalive in PROBE_MODES.items()}
-    for probe in probes.values():
-        probe.start()
-    try:
-        time.sleep(1)
+    with Probes(url, cafile, FULL_LOAD, tail=2) as probing:
         proc = subprocess.run(["ansible-playbook", *inv, "playbooks/canary.yml", "-e", "service=catalog",
                                "-e", f"version={CANARY}", "-e", json.dumps(INPUTS)], cwd=ROOT, env=ansible_env(),
                               capture_output=True, text=True, check=False, timeout=900)
         ended = time.time()
-        covered = {mode: probe.running for mode, probe in probes.items()}
-        time.sleep(2)
-    finally:
-        for probe in probes.values():
-            probe.stop()
+    probes = probing.probes
     report = report_of(proc.stdout)
     if proc.returncode == 0 or not report:
         sys.exit(f"canary.yml of {CANARY} did not fail with a report (rc {proc.returncode}):\n{proc.stdout[-4000:]}")
@@ -162,8 +162,7 @@ def aborted_canary(inv: list[str], url: str, cafile: str) -> Run:
         t0 = probe.result()["started_at"]
         answers[mode] = [(t0 + r.start, t0 + r.end, r.status, r.version) for r in probe.records()]
         after[mode] = {a[3] for a in answers[mode] if a[0] > ended}
-    return Run(float(report[-1]["decided_at"]), report, answers,
-               {mode: dict(probe.result(), covered=covered[mode]) for mode, probe in probes.items()}, after)
+    return Run(float(report[-1]["decided_at"]), report, answers, probing.summaries(), after)
 
 
 def main() -> int:

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from benchlib import RESULTS, ROOT, LoadProbe, bench_lab, finish, play, probe_problems, spread
-from rollout import PROBE_MODES, updated_results
+from benchlib import FULL_LOAD, PROBE_MODES, RESULTS, ROOT, Probes, bench_lab, finish, play, probe_problems, spread
+from rollout import updated_results
 
 LAB = "vmfleet-raw"
 SUBNET = "10.77.113"
@@ -60,8 +60,6 @@ SLOT = "blue"
 MIN_RPS = 100
 # Per probe, as the strategy scenarios run them (tests/integration/fleet.py): at most 125
 # requests/s, bounded in time and requests.
-PROBE_BOUNDS = {"keep-alive": {"threads": 10}, "new connection": {"threads": 28}}
-PROBE_LIMITS = {"rate": 125, "seconds": 600, "max_requests": 60000}
 # Where the time of rolling.yml goes: the task names (without the role prefix) that start
 # with these, per phase; the rest of the wall time is the phase "other".
 ROLLING_PHASES = {
@@ -238,21 +236,11 @@ def served(spec: dict) -> dict[str, str | None]:
 
 def probed(action, url: str, cafile: str) -> tuple[float, object, dict[str, dict]]:
     """Run `action()` under both probes: (its wall time, its result, the probes' summaries)."""
-    probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **PROBE_BOUNDS[mode], **PROBE_LIMITS)
-              for mode, keepalive in PROBE_MODES.items()}
-    for probe in probes.values():
-        probe.start()
-    try:
-        time.sleep(1)
+    with Probes(url, cafile, FULL_LOAD) as probes:
         started = time.monotonic()
         result = action()
         wall = time.monotonic() - started
-        covered = {mode: probe.running for mode, probe in probes.items()}
-        time.sleep(1)
-    finally:
-        for probe in probes.values():
-            probe.stop()
-    return wall, result, {mode: dict(probe.result(), covered=covered[mode]) for mode, probe in probes.items()}
+    return wall, result, probes.summaries()
 
 
 def main() -> int:

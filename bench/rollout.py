@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from benchlib import RESULTS, ROOT, LoadProbe, bench_lab, finish, play, probe_problems, spread
+from benchlib import PROBE_MODES, RESULTS, ROOT, Probes, bench_lab, finish, play, probe_problems, spread
 
 SUBNET = "10.77.112"
 # Tasks that wait for something (a drain, a health check, HAProxy's UP). They are not a
@@ -42,10 +42,8 @@ WAITS = (
     "Gate on HTTP health from the load balancer",
     "Set the server ready and wait until it is UP",
 )
-# Both probe modes (tests/integration/loadprobe.py), as LoadProbe's `keepalive`.
-PROBE_MODES = {"keep-alive": True, "new connection": False}
 # Per probe: 2 threads at <= 25 req/s (50 req/s in all), bounded in time and requests.
-PROBE_BOUNDS = {"threads": 2, "rate": 25, "seconds": 600, "max_requests": 20000}
+PROBE_BOUNDS = dict.fromkeys(PROBE_MODES, {"threads": 2, "rate": 25, "seconds": 600, "max_requests": 20000})
 SCOPES = (8, 4)  # hosts per timed run, in this order
 VERSIONS = ("1.0.0", "1.1.0")
 
@@ -162,19 +160,11 @@ def waits(result: dict) -> float:
 
 def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: str) -> Run:
     limit = ["--limit", ",".join(f"app{i}" for i in range(1, hosts + 1))]
-    probes = {mode: LoadProbe(url, keepalive=keepalive, cafile=cafile, **PROBE_BOUNDS)
-              for mode, keepalive in PROBE_MODES.items()}
-    for probe in probes.values():
-        probe.start()
-    try:
+    with Probes(url, cafile, PROBE_BOUNDS, lead=0, tail=0) as probes:
         started = time.monotonic()
         proc = play(*inv, "playbooks/rolling.yml", *limit, "-e", "service=catalog", "-e", f"version={version}",
                     json_output=True)
         wall = time.monotonic() - started
-        covered = {mode: probe.running for mode, probe in probes.items()}
-    finally:
-        for probe in probes.values():
-            probe.stop()
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
     # The playbook's timeline says how many hosts each batch replaced.
     replaced = sum(int(n) for n in re.findall(r"\((\d+) replaced\)", proc.stdout))
@@ -183,8 +173,7 @@ def timed_rollout(inv: list[str], hosts: int, version: str, url: str, cafile: st
                     for m in t["hosts"].get("localhost", {}).get("msg", []) if "batch" in str(m)]
         sys.exit(f"{hosts} hosts -> {version}: {replaced} replaced, so the bench measured the wrong"
                  f" thing:\n{timeline}")
-    summaries = {mode: dict(probe.result(), covered=covered[mode]) for mode, probe in probes.items()}
-    return Run(hosts, version, wall, waits(result), summaries)
+    return Run(hosts, version, wall, waits(result), probes.summaries())
 
 
 def main() -> int:
