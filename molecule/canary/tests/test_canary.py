@@ -208,11 +208,29 @@ def test_a_healthy_canary_passes_every_step_and_is_promoted():
     assert [e["event"] for e in ledger["history"][:3]] == ["served", "analysed", "analysed"], ledger["history"][:3]
 
 
+def test_a_healthy_canary_can_be_promoted_by_a_rolling_update():
+    """vmfleet_canary_promotion: rolling. The canary is stopped, and rolling.yml updates the live
+    slot of every host in place: no flip, the other slot stays empty. (1.0.0 again, so that the
+    tests after this one still have a release to plan.)"""
+    with probes() as running:
+        proc, report = canary("1.0.0", [{"weight": 20, "pause": 10}], vmfleet_canary_promotion="rolling",
+                              vmfleet_canary_analysis={"min_requests": 100})
+    results = assert_no_failures(*running)
+    assert [v["verdict"] for v in report] == ["pass"], report
+    assert {v for r in results for v in r["versions"]} == {"1.0.0", "1.1.0"}
+    assert "PLAY [Roll out in batches]" in proc.stdout
+    assert_stable_on("1.0.0", slot="green")
+    for host, ledger in ledgers().items():
+        assert ledger["previous"]["version"] == "1.1.0", (host, ledger["previous"])
+
+
 def test_check_mode_prints_the_plan_and_changes_nothing():
     before = containers("green")
     proc, _report = canary("1.3.0", [{"weight": 25, "pause": 10}], "--check", vmfleet_canary_hosts="50%")
     text = flat(proc.stdout)
-    assert "live slot green -> canary slot blue on app1, app2; stable: app3, app4" in text, proc.stdout[-3000:]
+    start = max(proc.stdout.find("TASK [Show the plan"), 0)
+    plan = proc.stdout[start:start + 4000]
+    assert "live slot green -> canary slot blue on app1, app2; stable: app3, app4" in text, plan
     assert "steps: 25% for 10 s" in text
     assert containers("green") == before and containers("blue") == dict.fromkeys(HOSTS, None)
 
@@ -230,23 +248,32 @@ def test_bad_input_fails_before_any_change():
     assert containers("green") == before and live_maps() == ("catalog_green", 0)
 
 
+LEASE = 12
+
+
 def test_ctrl_c_during_a_step_puts_the_split_back_to_zero():
-    """The controller goes away mid-step: the guards on the load balancers take the split back to 0."""
+    """The controller goes away mid-step: the guards on the load balancers take the split back to 0.
+
+    The lease is short, so the test is quick, but longer than the gap between two renewals
+    (the split, a read of the counters and the next read's wait, under the probes' load):
+    a guard that fires before the Ctrl-C would end the step the test is about."""
     argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/canary.yml", "-e", "service=catalog",
             "-e", "version=1.3.0", "-e", json.dumps({"vmfleet_canary_steps": [{"weight": 30, "pause": 120}],
-                                                    "vmfleet_canary_lease": 6, "vmfleet_canary_interval": 2})]
+                                                    "vmfleet_canary_lease": LEASE, "vmfleet_canary_interval": 2})]
     proc = subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
+        seen = []
         for line in proc.stdout:
+            seen.append(line)
             if "Read the counters at the start of the step" in line or time.monotonic() > deadline:
                 break
         # The step is on: 30 % of new requests go to the canary.
         wait_until = time.monotonic() + 30
         while live_maps()[1] != 30 and time.monotonic() < wait_until:
             time.sleep(0.5)
-        assert live_maps() == ("catalog_green", 30)
+        assert live_maps() == ("catalog_green", 30), "".join(seen)[-4000:]
     finally:
         # Also when the step never came: a play left running would hold the lab for minutes.
         os.killpg(proc.pid, signal.SIGINT)
@@ -260,4 +287,4 @@ def test_ctrl_c_during_a_step_puts_the_split_back_to_zero():
         time.sleep(0.5)
     took = time.monotonic() - stopped
     assert live_maps() == ("catalog_green", 0), "the guard did not put the split back"
-    assert took <= 6 + 5, took  # the lease, plus the guard's poll and this loop's
+    assert took <= LEASE + 5, took  # the lease, plus the guard's poll and this loop's
