@@ -17,6 +17,9 @@ description:
     plan printed in check mode matches what the play does.
   - A batch size is a number, a percentage of all hosts (C("25%"), at least one host), or a list of
     those applied in turn, the last one repeating until every host is in a batch.
+  - Each size is worked out by ansible-core's own code for C(serial). A percentage must be a whole
+    number of percent (C(serial) cannot take C("33.3%")), and a number a whole number of hosts; any
+    other value fails with a message that names it.
 options:
   _input:
     description: The hosts, in play order.
@@ -43,29 +46,29 @@ _value:
   elements: list
 """
 
+import re
+
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
+from ansible.utils.helpers import pct_to_int
+
+_BAD_SIZE = "batch size must be a positive whole number or a whole percentage in (0, 100] such as 25%%, got %r"
 
 
 def _batch_size(spec, total):
-    """One batch size from a number or a percentage, as ansible-core's serial does."""
-    if isinstance(spec, bool):
-        raise AnsibleFilterError("batch size must be a number or a percentage, got %r" % (spec,))
+    """One batch size from a number or a percentage.
+
+    The size itself is ansible-core's own computation for ``serial`` (pct_to_int), so the plan
+    is the play's batches. This only refuses, before any change, what serial would crash on
+    (``33.3%``: "invalid literal for int()") or quietly read as something else (``2.5`` as 2,
+    ``0`` or ``-1`` as every host at once)."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, string_types)):
+        raise AnsibleFilterError(_BAD_SIZE % (spec,))
     text = str(spec).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if percent <= 0 or percent > 100:
-                raise ValueError(text)
-            return max(1, int(total * percent / 100.0))
-        size = int(text)
-    except ValueError:
-        raise AnsibleFilterError(
-            "batch size must be a positive number or a percentage in (0, 100], got %r" % (spec,)
-        ) from None
-    if size < 1:
-        raise AnsibleFilterError("batch size must be a positive number or a percentage in (0, 100], got %r" % (spec,))
-    return size
+    number = text[:-1].strip() if text.endswith("%") else text
+    if not re.fullmatch(r"[0-9]+", number) or int(number) < 1 or (text.endswith("%") and int(number) > 100):
+        raise AnsibleFilterError(_BAD_SIZE % (spec,))
+    return pct_to_int(text, total)
 
 
 def batch_plan(hosts, batch):
