@@ -35,7 +35,7 @@ import time
 import traceback
 import urllib.error
 from http import cookiejar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible.module_utils.urls import Request, make_context
@@ -153,6 +153,27 @@ def describe_error(exc, timeout=None):
     if isinstance(exc, OSError) and exc.strerror:
         return to_native(exc.strerror)
     return "%s: %s" % (type(exc).__name__, to_native(exc))
+
+
+# Request headers whose values are credentials.
+SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def request_secrets(url, headers=None):
+    """The credentials in a request's options: the password in the URL (as written and decoded) and
+    the values of SECRET_HEADERS. A module adds them to ``no_log_values``, so AnsibleModule masks
+    them as ******** in its result, messages and ``invocation``."""
+    secrets = set()
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:  # a malformed port; the prober refuses the URL with its own message
+        password = None
+    if password:
+        secrets.update((password, unquote(password)))
+    for name, value in (headers or {}).items():
+        if to_native(name).strip().lower() in SECRET_HEADERS and value:
+            secrets.add(to_native(value))
+    return secrets
 
 
 def _check_file(option, path):

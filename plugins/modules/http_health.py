@@ -32,6 +32,8 @@ options:
     description:
       - The C(http://) or C(https://) URL to probe.
       - User name and password in the URL (C(https://user:pass@host/)) are sent as basic authentication.
+        The password never appears in the result, the messages or the logged arguments (it is shown as
+        C(********)), nor do the values of O(headers) C(Authorization), C(Proxy-Authorization) and C(Cookie).
     type: str
     required: true
   method:
@@ -233,6 +235,7 @@ from ansible_collections.vmfleet.deploy.plugins.module_utils.http_probe import (
     HealthCriteria,
     HttpProber,
     ProbeConfigError,
+    request_secrets,
 )
 
 BODY_EXCERPT_CHARS = 512
@@ -357,6 +360,8 @@ def main():
         timeout=dict(type="float", default=60.0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # Masked in everything the module returns, including its invocation (which -v shows).
+    module.no_log_values.update(request_secrets(module.params["url"], module.params["headers"]))
 
     if module.params["json_query"] is not None and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)

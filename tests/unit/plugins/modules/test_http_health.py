@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import socket
@@ -10,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
 
 import pytest
 from cryptography import x509
@@ -572,3 +574,44 @@ def test_missing_jmespath_only_matters_for_json_query(run_module, serve, monkeyp
     assert result.failed
     assert "jmespath" in result["msg"]
     assert not run_module(http_health, {"url": server.url(), "timeout": 0}).failed
+
+
+def _basic_auth(user, password):
+    """Answers 200 to `user:password` sent as basic authentication, 401 to anything else."""
+    expected = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+    def responder(index, handler):
+        if handler.headers.get("Authorization") == expected:
+            return 200, {"status": "ok"}, None
+        return 401, {"status": "who are you"}, {"WWW-Authenticate": 'Basic realm="probe"'}
+
+    return responder
+
+
+@pytest.mark.parametrize("healthy", [True, False], ids=["healthy", "unhealthy"])
+def test_credentials_in_the_url_are_sent_and_never_shown(run_module, serve, healthy):
+    # "p@ss:w/rd" is percent-encoded in the URL; both forms must stay out of the output.
+    secret = "p@ss:w/rd-9f3c"
+    server = serve(_basic_auth("probe", secret if healthy else "another"))
+    url = server.url().replace("://", "://probe:%s@" % quote(secret, safe=""))
+    result = run_module(http_health, {"url": url, "timeout": 0, "headers": {"Authorization-Hint": "none"}})
+    output = json.dumps(result)
+    assert result.failed is not healthy, result
+    assert secret not in output and quote(secret, safe="") not in output, output
+    assert "probe:********@127.0.0.1" in result["url"]
+    assert "probe:********@127.0.0.1" in result["invocation"]["module_args"]["url"]
+    if not healthy:
+        assert result["msg"].startswith("http://probe:********@127.0.0.1") and "status 401" in result["msg"]
+    assert server.requests[-1]["headers"]["Authorization"].startswith("Basic ")  # after the 401 challenge
+
+
+def test_credential_headers_are_sent_and_never_shown(run_module, serve):
+    server = serve(static(503, {"status": "starting"}))
+    headers = {"Authorization": "Bearer tok-51e2a7", "cookie": "session=c00k1e-88", "X-Trace": "visible-1"}
+    result = run_module(http_health, {"url": server.url(), "timeout": 0, "headers": headers})
+    output = json.dumps(result)
+    assert result.failed
+    assert "tok-51e2a7" not in output and "c00k1e-88" not in output, output
+    assert "visible-1" in output  # other headers are not secrets
+    request = server.requests[0]["headers"]
+    assert request["Authorization"] == "Bearer tok-51e2a7" and request["Cookie"] == "session=c00k1e-88"
