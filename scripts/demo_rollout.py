@@ -5,7 +5,9 @@ against the lab inventory while two bounded load probes, one keep-alive and
 one opening a new connection per request, go through HAProxy's HTTPS
 frontend. Prints the failed requests, the rollout time, how many hosts were
 replaced (a second run replaces none and says "0 hosts replaced, nothing to
-do") and the per-batch timeline. Exit status 1 when a request failed or the
+do") and the per-batch timeline, with a line per host and batch as they finish
+and the path of the HTML timeline report (callback vmfleet.deploy.deploy_report,
+reports in .lab/reports). Exit status 1 when a request failed or the
 rollout failed.
 
     .venv/bin/python scripts/demo_rollout.py [--version 1.1.0] [--batch 1]
@@ -72,16 +74,27 @@ def main() -> int:
             LoadProbe(url, threads=3, keepalive=False, **bounds) as fresh:
         time.sleep(1)
         started = time.monotonic()
-        rollout = subprocess.run(
+        # The collection's deploy_report callback prints a line per host and batch as they finish
+        # (shown here as they come) and writes the HTML timeline whose path it prints last.
+        rollout = subprocess.Popen(
             ["ansible-playbook", "-i", args.inventory, "playbooks/rolling.yml", "-e", f"service={args.service}",
              "-e", f"version={args.version}", "-e", json.dumps({"vmfleet_batch": batch})],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            cwd=ROOT, env=dict(env, ANSIBLE_CALLBACKS_ENABLED="vmfleet.deploy.deploy_report",
+                               VMFLEET_REPORT_DIR=str(ROOT / ".lab" / "reports")),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        output = []
+        for line in rollout.stdout:
+            output.append(line)
+            if line.startswith("[vmfleet] "):
+                print(f"  {line.rstrip()}", flush=True)
+        rollout.wait()
+        stdout = "".join(output)
         elapsed = time.monotonic() - started
         time.sleep(1)
 
     # The playbook's own per-batch timeline ("batch 1: app1  +0.4 s .. +9.8 s (1 replaced)").
-    lines = (line.strip().strip("-' ") for line in rollout.stdout.splitlines())
+    lines = (line.strip().strip("-' ") for line in stdout.splitlines())
     timeline = [line for line in lines if line.startswith("batch ") and (" s .. " in line or "not run" in line)]
     summaries = [keepalive.result(), fresh.result()]
     failed = sum(s["failed"] for s in summaries)
@@ -93,7 +106,7 @@ def main() -> int:
     print("Timeline:")
     print("\n".join(f"  {line}" for line in timeline))
     if rollout.returncode != 0:
-        print(rollout.stdout[-4000:])
+        print(stdout[-4000:])
     return 0 if failed == 0 and rollout.returncode == 0 else 1
 
 
