@@ -108,7 +108,7 @@ class CallbackModule(CallbackBase):
         self.batches = []  # {"play", "number", "hosts", "start", "end", "failed"}
         self.events = []  # {"host", "time", "event", "task"}
         self.running = {}  # (task uuid, host) -> (phase, start, task name)
-        self.serial_plays = {}  # play uuid -> batches started
+        self.serial_plays = ()  # (the serial play's name and serial, batches started) of the last serial play
         self.planned_batches = None
         self.play_hosts_total = None
         self.batch = None
@@ -125,9 +125,11 @@ class CallbackModule(CallbackBase):
         serial = play.serial if isinstance(play.serial, list) else [play.serial]
         if not [s for s in serial if s not in (None, "", 0, "0")]:
             return
-        uuid = play._uuid
-        number = self.serial_plays.get(uuid, 0) + 1
-        self.serial_plays[uuid] = number
+        # Each batch of a serial play starts the play again. The batches of one play follow one another
+        # under the same name (the play object's uuid is not kept across batches under ansible-runner).
+        key = (play.get_name(), repr(serial))
+        number = self.serial_plays[1] + 1 if self.serial_plays and self.serial_plays[0] == key else 1
+        self.serial_plays = (key, number)
         if number == 1:
             try:
                 manager = play.get_variable_manager()

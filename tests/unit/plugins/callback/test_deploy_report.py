@@ -11,6 +11,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import ansible_runner
 import pytest
 import yaml
 
@@ -51,17 +52,31 @@ PLAYBOOK = [
 ]
 
 
+def write_project(project: Path, inventory: Path) -> None:
+    project.mkdir(parents=True, exist_ok=True)
+    inventory.parent.mkdir(parents=True, exist_ok=True)
+    (project / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"hosts": dict.fromkeys(HOSTS, {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable})}}}}))
+
+
+def environment(reports: Path) -> dict[str, str]:
+    return {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "VMFLEET_REPORT_DIR": str(reports),
+            "ANSIBLE_CALLBACKS_ENABLED": "vmfleet.deploy.deploy_report", "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def progress(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("[vmfleet] ") and "report:" not in line]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    (tmp / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    (tmp / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"fleet": {"hosts": dict.fromkeys(HOSTS, {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable})}}}}))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), VMFLEET_REPORT_DIR=str(tmp / "reports"),
-               ANSIBLE_CALLBACKS_ENABLED="vmfleet.deploy.deploy_report", ANSIBLE_FORCE_COLOR="0",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    write_project(tmp, tmp / "hosts.yml")
     proc = subprocess.run(["ansible-playbook", "-i", str(tmp / "hosts.yml"), str(tmp / "play.yml")], cwd=tmp,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+                          env=dict(os.environ, **environment(tmp / "reports")), capture_output=True, text=True,
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     [report] = (tmp / "reports").glob("play-*.json")
     return proc, json.loads(report.read_text()), report.with_suffix(".html")
@@ -69,7 +84,7 @@ def run(tmp_path_factory):
 
 def test_one_progress_line_per_host_and_per_batch(run):
     proc, _report, _page = run
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("[vmfleet] ") and "report:" not in line]
+    lines = progress(proc.stdout)
     assert [re.sub(r": .*", "", line[len("[vmfleet] "):]) for line in lines] == [
         "app1 done", "batch 1/3 done", "app2 done", "app3 rolled back", "batch 2/3 failed", "app4 done",
         "batch 3/3 done"]
@@ -129,3 +144,19 @@ def test_the_html_page_is_self_contained_with_a_row_per_host(run):
 def test_the_report_paths_are_printed(run):
     proc, _report, page = run
     assert f"[vmfleet] report: {page} (JSON: {page.with_suffix('.json')})" in proc.stdout
+
+
+def test_it_works_the_same_under_ansible_runner(tmp_path, run):
+    """AWX runs every job through ansible-runner, with runner's own stdout callback."""
+    write_project(tmp_path / "project", tmp_path / "inventory" / "hosts.yml")
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "envvars").write_text(yaml.safe_dump(environment(tmp_path / "reports")))
+    job = ansible_runner.run(private_data_dir=str(tmp_path), playbook="play.yml", quiet=True, timeout=300)
+    stdout = job.stdout.read()
+    assert (job.status, job.rc) == ("successful", 0), stdout[-3000:]
+    assert [re.sub(r": .*", "", line) for line in progress(stdout)] == [
+        re.sub(r": .*", "", line) for line in progress(run[0].stdout)]
+    [report] = (tmp_path / "reports").glob("play-*.json")
+    batches = json.loads(report.read_text())["batches"]
+    assert [(b["hosts"], b["failed"]) for b in batches] == [(b["hosts"], b["failed"]) for b in run[1]["batches"]]
+    assert report.with_suffix(".html").exists()
