@@ -100,14 +100,18 @@ smoke:
 # and the lab is destroyed once, after the last of them. `molecule reset`
 # first forgets what an earlier, interrupted run left in Molecule's state.
 MOLECULE_SCENARIOS ?= default rolling blue_green canary
+# `make test` runs default, rolling and blue_green only. With canary too, a
+# clean-clone run took 77 min (canary 18 min), over the 45-minute budget and
+# too close to CI's 90; until make test is faster, the canary scenario runs
+# with `make molecule MOLECULE_SCENARIOS=canary`.
 FLEET_SCENARIOS := rolling blue_green canary
 molecule-default:
 	$(MAKE) --no-print-directory molecule MOLECULE_SCENARIOS=default
 
 # The steps of `molecule test -s rolling` split in two, for `make test`: the
 # fleet lab (create runs prepare too), converge and idempotence first, beside
-# smoke; verify later, alone. Then blue_green and canary on the same lab (each
-# one's prepare resets the fleet), and the lab is
+# smoke; verify later, alone. Then blue_green on the same lab (its prepare
+# resets the fleet), and the lab is
 # destroyed, also when a verify failed. A fleet lab that an interrupted or
 # failed run left behind is removed before the new one is made: the tests
 # must start from a new lab, not from its containers and image cache.
@@ -124,7 +128,6 @@ molecule-strategies:
 	status=0; \
 	time molecule verify -s rolling || status=$$?; \
 	if [ $$status -eq 0 ]; then time molecule test -s blue_green || status=$$?; fi; \
-	if [ $$status -eq 0 ]; then time molecule test -s canary || status=$$?; fi; \
 	molecule destroy -s rolling; exit $$status
 molecule:
 	for s in $(MOLECULE_SCENARIOS); do molecule reset -s $$s >/dev/null; done
