@@ -108,7 +108,7 @@ class CallbackModule(CallbackBase):
         self.batches = []  # {"play", "number", "hosts", "start", "end", "failed"}
         self.events = []  # {"host", "time", "event", "task"}
         self.running = {}  # (task uuid, host) -> (phase, start, task name)
-        self.serial_plays = ()  # (the serial play's name and serial, batches started) of the last serial play
+        self.last_serial = ()  # (the serial play's name and serial, batches started) of the last serial play
         self.planned_batches = None
         self.play_hosts_total = None
         self.batch = None
@@ -128,8 +128,8 @@ class CallbackModule(CallbackBase):
         # Each batch of a serial play starts the play again. The batches of one play follow one another
         # under the same name (the play object's uuid is not kept across batches under ansible-runner).
         key = (play.get_name(), repr(serial))
-        number = self.serial_plays[1] + 1 if self.serial_plays and self.serial_plays[0] == key else 1
-        self.serial_plays = (key, number)
+        number = self.last_serial[1] + 1 if self.last_serial and self.last_serial[0] == key else 1
+        self.last_serial = (key, number)
         if number == 1:
             try:
                 manager = play.get_variable_manager()
@@ -152,11 +152,8 @@ class CallbackModule(CallbackBase):
             status = self.hosts.get(host, {}).get("status")
             self._progress("%s %s" % (host, status if status in ("rolled back", "unreachable") else
                                       "failed" if host in batch["failed"] else "done"))
-        self._progress("batch %d%s %s" % (batch["number"], self._of(self._total_batches()),
+        self._progress("batch %d%s %s" % (batch["number"], self._of(self.planned_batches),
                                           "failed: %s" % ", ".join(batch["failed"]) if batch["failed"] else "done"))
-
-    def _total_batches(self):
-        return self.planned_batches
 
     @staticmethod
     def _of(total):
