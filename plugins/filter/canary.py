@@ -52,6 +52,10 @@ description:
     percent, 1 to 100, strictly increasing from step to step; C(pause) is the hold time in seconds, a number of 0 or
     more, default 0. Numbers given as strings such as C("10") are converted. It returns the steps with C(weight) an
     integer and C(pause) an integer or a float, and fails naming the step (counted from 1) and the bad value.
+  - B(canary_steps) also takes the steps as one string, as an AWX survey's text answer or C(-e
+    vmfleet_canary_steps=10:60,50:60) gives them, C(weight[:pause]) items separated by commas. C("10:60,50:60") is
+    the weights 10 and 50, each held 60 seconds, and C("10,50") the same weights with pause 0. An empty string, an
+    empty item or an item with more than one colon is refused, naming the item.
   - All three are pure functions of their arguments, and fail with an error that names the bad value.
 positional: _input, after, policy
 options:
@@ -136,6 +140,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ [{'weight': '10', 'pause': 60}, {'weight': 50}] | vmfleet.deploy.canary_steps }}"
   # [{'weight': 10, 'pause': 60}, {'weight': 50, 'pause': 0}]
+
+- name: Check steps given as text (an AWX survey answer)
+  ansible.builtin.debug:
+    msg: "{{ '10:60, 50:60' | vmfleet.deploy.canary_steps }}"
+  # [{'weight': 10, 'pause': 60}, {'weight': 50, 'pause': 60}]
 """
 
 RETURN = r"""
@@ -291,8 +300,25 @@ def canary_plan(hosts, canary):
 # ------------------------------------------------------------------ the steps
 
 
+def _steps_from_text(text):
+    """Steps given as one string, "10:60,50:60" (weight[:pause] items), as the dicts canary_steps checks."""
+    how = "give weight[:pause] items separated by commas, such as '10:60,50:60'"
+    if not text.strip():
+        raise AnsibleFilterError("canary steps must not be an empty string: %s" % how)
+    steps = []
+    for index, item in enumerate(text.split(","), start=1):
+        parts = [part.strip() for part in item.split(":")]
+        if not parts[0] or len(parts) > 2 or (len(parts) == 2 and not parts[1]):
+            raise AnsibleFilterError("canary step %d of %r must be weight or weight:pause, got %r: %s"
+                                     % (index, text, item.strip(), how))
+        steps.append({"weight": parts[0], "pause": parts[1]} if len(parts) == 2 else {"weight": parts[0]})
+    return steps
+
+
 def canary_steps(steps):
     """The steps checked and normalised: [{weight: 1..100, strictly increasing, pause: seconds >= 0}]."""
+    if isinstance(steps, string_types):
+        steps = _steps_from_text(steps)
     if not isinstance(steps, (list, tuple)) or not steps:
         raise AnsibleFilterError("canary steps must be a non-empty list of {weight, pause}, got %r" % (steps,))
     checked = []

@@ -224,7 +224,7 @@ def test_canary_steps_does_not_change_its_input():
 @pytest.mark.parametrize(("steps", "words"), [
     ([], "canary steps must be a non-empty list of {weight, pause}, got []"),
     (None, "non-empty list of {weight, pause}, got None"),
-    ("10,50", "non-empty list of {weight, pause}, got '10,50'"),
+    ("10,,50", "canary step 2 of '10,,50' must be weight or weight:pause, got ''"),
     ({"weight": 10}, "non-empty list of {weight, pause}, got {'weight': 10}"),
     ([10, 50], "canary step 1 must be a dict {weight, pause}, got 10"),
     ([{"weight": 10}, None], "canary step 2 must be a dict {weight, pause}, got None"),
