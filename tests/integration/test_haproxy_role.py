@@ -5,7 +5,8 @@ and removes it) runs real HTTP backends without a container engine: the shop app
 under ``systemd-run``, for two services in both slots (blue 1.0.0, green 1.1.0),
 8 servers in all. The tests run in file order.
 
-What is checked: HTTPS verified with the lab CA; a second run changes nothing;
+What is checked: HTTPS verified with the lab CA; a second run changes nothing,
+also with the certificate and key given as content instead of as files;
 the split map holds 0 for every service, and a split of 100 set with
 vmfleet.deploy.haproxy_map sends every request (new connections and keep-alive)
 to the idle slot's servers; the runtime socket is root only; a configuration
@@ -264,6 +265,25 @@ def test_second_run_reports_no_change(lab, converged):
     second = converge(lab)
     assert second["stats"]["lb1"]["failures"] == 0
     assert second["stats"]["lb1"]["changed"] == 0, f"second run changed: {changed_tasks(second, 'lb1')}"
+
+
+def test_certificate_and_key_as_content_write_the_same_pem(lab, converged, tmp_path):
+    """The lab's certificate and key given as content (haproxy_tls_cert/_key, the files cleared) instead of as files:
+    the same PEM on the load balancer, so nothing changes; the key is in no result."""
+    pki = lab["state"] / "pki"
+    key = (pki / "lb.key").read_text()
+    content = tmp_path / "tls-content.yml"
+    content.write_text(yaml.safe_dump({
+        "haproxy_tls_cert_file": "", "haproxy_tls_key_file": "",
+        "haproxy_tls_cert": (pki / "lb.crt").read_text(), "haproxy_tls_key": key,
+    }))
+    result = converge(lab, f"@{content}")
+    stats = result["stats"]["lb1"]
+    assert stats["failures"] == 0
+    assert stats["changed"] == 0, f"content gave another PEM or config: {changed_tasks(result, 'lb1')}"
+    secret = next(line for line in key.splitlines() if not line.startswith("-----"))
+    assert secret not in json.dumps(result), "the private key is in the play's output"
+    assert https_get(lab, 8001)[0] == 200
 
 
 def test_split_sends_requests_to_the_idle_slot(lab, converged):
