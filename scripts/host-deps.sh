@@ -7,7 +7,9 @@
 # Usage: sudo scripts/host-deps.sh
 set -euo pipefail
 
-PACKAGES=(docker.io debootstrap haproxy python3-venv git curl openssl rsync)
+# chromium: headless, for the deploy_report page's browser test (Debian's
+# package: tools that download a browser build of their own cannot reach it).
+PACKAGES=(docker.io debootstrap haproxy python3-venv git curl openssl rsync chromium)
 INOTIFY_INSTANCES=8192
 DOCKER_WAIT=60
 
