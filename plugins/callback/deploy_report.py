@@ -23,10 +23,18 @@ description:
     that C(rolling.yml) sets), their number is used for the estimate.
   - At the end of the playbook it writes a JSON report and a self-contained HTML page (no script, no
     external file) into O(report_dir), and prints both paths. The page has a timeline, one row per host,
-    with the phases of each host (pull, drain, replace, gate, enable, rollback, flip, split), the batches
-    with their result, and the rollback events.
+    with the phases of each host (pull, drain, replace, gate, enable, rollback, flip, split), failures and
+    rollbacks marked on the host's row, the batches with their result, the failures and rollbacks, and each
+    host's step time with its phases.
   - A task's phase comes from its name, as the collection's playbooks and roles name their tasks (see
     C(PHASES) in the plugin). Tasks of no phase count as the host's other work.
+  - "A host's step time is its time in each play it ran tasks in, each batch of a C(serial) play on its own:
+    from the start of its first task there (skipped or not) to the end of its last. The report splits it in
+    full: the phases of the tasks that ran, and the time between them as two more phases, C(wait) (another
+    host of the play or batch was still running a task) and C(ansible) (no task of any host ran: the
+    controller's own work between tasks, and tasks it skipped). The JSON has them per host as C(steps),
+    C(step_seconds), C(gaps) and C(phase_seconds). The phase times add up to the step time, since a host runs
+    one task at a time; tasks of a host that overlapped would add up to more, and the report would show it."
   - It keeps a few numbers per task and host, so its cost grows with the tasks run, not with their output.
 options:
   report_dir:
@@ -51,6 +59,7 @@ options:
         key: progress
 """
 
+import bisect
 import datetime
 import html
 import json
@@ -72,8 +81,15 @@ PHASES = (
     ("flip", ("Flip the live slot",)),
     ("split", ("Send a share of new requests", "Send every new request to the stable slot")),
 )
+# The time between a host's tasks in its step: "wait" while a task of another host ran, "ansible" while none did.
+GAPS = ("wait", "ansible")
 COLORS = {"pull": "#6c8ebf", "drain": "#d6b656", "replace": "#b85450", "gate": "#82b366", "enable": "#9673a6",
-          "rollback": "#000000", "flip": "#d79b00", "split": "#0e8088", "other": "#cccccc"}
+          "rollback": "#000000", "flip": "#d79b00", "split": "#0e8088", "other": "#cccccc", "wait": "#a0a0a0",
+          "ansible": "#f5a623"}
+# Event marks on a host's row: a failure, a rollback.
+MARKS = {"rollback": ("&#x21BA;", "#1a5fb4"), "failed": ("&#x2716;", "#c00"), "unreachable": ("&#x2716;", "#c00")}
+# A host's name and result in the page: red when it failed, orange when it was rolled back.
+STATUS_COLORS = {"failed": "#c00", "unreachable": "#c00", "rolled back": "#b35900"}
 
 
 def phase_of(task_name):
@@ -93,6 +109,60 @@ def _duration(seconds):
     return "%d min %02d s" % divmod(seconds, 60) if seconds >= 60 else "%d s" % seconds
 
 
+def _merge(intervals):
+    """Sorted, disjoint [start, end] covering the same time as the intervals."""
+    merged = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+def _split(start, end, merged, ends):
+    """[start, end] in consecutive pieces (covered, start, end): covered by one of the merged intervals or not.
+    ends: each merged interval's end, for the search."""
+    pieces = []
+    index = bisect.bisect_right(ends, start)
+    at = start
+    while at < end:
+        if index < len(merged) and merged[index][0] <= at:
+            stop = min(end, merged[index][1])
+            pieces.append((True, at, stop))
+            index += 1
+        else:
+            stop = min(end, merged[index][0]) if index < len(merged) else end
+            pieces.append((False, at, stop))
+        at = stop
+    return pieces
+
+
+def account(hosts, steps):
+    """Add to each host's record its steps (a play run's first to last task of the host, from `steps`, keyed by
+    host and play run), their sum (step_seconds), the time between its tasks there (gaps: "wait" while another
+    host's task ran, "ansible" while none did) and the seconds per phase, gaps included."""
+    everyone = _merge([s[1], s[2]] for record in hosts.values() for s in record["spans"])
+    everyone_ends = [m[1] for m in everyone]
+    for (host, _run), step in sorted(steps.items(), key=lambda item: item[1]["start"]):
+        hosts.setdefault(host, {"spans": [], "status": "ok"}).setdefault("steps", []).append(step)
+    for record in hosts.values():
+        own = _merge([s[1], s[2]] for s in record["spans"])
+        own_ends = [m[1] for m in own]
+        gaps = []
+        for step in record.setdefault("steps", []):
+            for busy, start, end in _split(step["start"], step["end"], own, own_ends):
+                if not busy:
+                    gaps.extend(["wait" if other else "ansible", round(s, 3), round(e, 3)]
+                                for other, s, e in _split(start, end, everyone, everyone_ends) if round(e - s, 3) > 0)
+        record["gaps"] = gaps
+        record["step_seconds"] = round(sum(step["end"] - step["start"] for step in record["steps"]), 3)
+        seconds = {}
+        for phase, start, end in [s[:3] for s in record["spans"]] + gaps:
+            seconds[phase] = seconds.get(phase, 0) + end - start
+        record["phase_seconds"] = {phase: round(value, 3) for phase, value in seconds.items()}
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -107,7 +177,10 @@ class CallbackModule(CallbackBase):
         self.hosts = {}  # host -> {"spans": [[phase, start, end, task]], "status": str}
         self.batches = []  # {"play", "number", "hosts", "start", "end", "failed"}
         self.events = []  # {"host", "time", "event", "task"}
-        self.running = {}  # (task uuid, host) -> (phase, start, task name)
+        self.running = {}  # (task uuid, host) -> (phase, start, task name, play run)
+        self.run = 0  # plays started: each batch of a serial play is a play run of its own
+        self.run_label = ("", None)  # the play run's play name and batch number (None out of a serial play)
+        self.steps = {}  # (host, play run) -> {"play", "batch", "start", "end"}: the host's first and last task
         self.last_serial = ()  # (the serial play's name and serial, batches started) of the last serial play
         self.planned_batches = None
         self.play_hosts_total = None
@@ -122,6 +195,8 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._end_batch()
+        self.run += 1
+        self.run_label = (play.get_name(), None)
         serial = play.serial if isinstance(play.serial, list) else [play.serial]
         if not [s for s in serial if s not in (None, "", 0, "0")]:
             return
@@ -130,6 +205,7 @@ class CallbackModule(CallbackBase):
         key = (play.get_name(), repr(serial))
         number = self.last_serial[1] + 1 if self.last_serial and self.last_serial[0] == key else 1
         self.last_serial = (key, number)
+        self.run_label = (play.get_name(), number)
         if number == 1:
             try:
                 manager = play.get_variable_manager()
@@ -180,7 +256,7 @@ class CallbackModule(CallbackBase):
     # ---------------------------------------------------------------- tasks
     def v2_runner_on_start(self, host, task):
         name = host.get_name()
-        self.running[(task._uuid, name)] = (phase_of(task.get_name()), self.clock(), task.get_name())
+        self.running[(task._uuid, name)] = (phase_of(task.get_name()), self.clock(), task.get_name(), self.run)
         # The strategy starts a task on the batch's hosts in play order.
         if self.batch is not None and name not in self.batch["hosts"] and name != "localhost":
             self.batch["hosts"].append(name)
@@ -188,11 +264,20 @@ class CallbackModule(CallbackBase):
     def _finish(self, result, status, ignore_errors=False):
         host = result._host.get_name()
         task = result._task
-        phase, start, name = self.running.pop((task._uuid, host), (phase_of(task.get_name()), None, task.get_name()))
+        phase, start, name, run = self.running.pop((task._uuid, host),
+                                                   (phase_of(task.get_name()), None, task.get_name(), self.run))
         now = self.clock()
         record = self.hosts.setdefault(host, {"spans": [], "status": "ok"})
-        if status != "skipped" and start is not None:
-            record["spans"].append([phase, round(start, 3), round(now, 3), name.split(" : ")[-1]])
+        if start is not None:
+            start, end = round(start, 3), round(now, 3)
+            if status != "skipped":
+                record["spans"].append([phase, start, end, name.split(" : ")[-1]])
+            step = self.steps.get((host, run))
+            if step is None:
+                play, batch = self.run_label
+                self.steps[(host, run)] = {"play": play, "batch": batch, "start": start, "end": end}
+            else:
+                step["start"], step["end"] = min(step["start"], start), max(step["end"], end)
         if status in ("failed", "unreachable"):
             if not ignore_errors:
                 record["status"] = status
@@ -225,6 +310,7 @@ class CallbackModule(CallbackBase):
         self._end_batch()
         ended = self.clock()
         failed = sorted(h for h in stats.processed if stats.failures.get(h) or stats.dark.get(h))
+        account(self.hosts, self.steps)
         report = {
             "playbook": self.playbook,
             "started": self.started,
@@ -235,7 +321,7 @@ class CallbackModule(CallbackBase):
             "hosts": self.hosts,
             "batches": self.batches,
             "events": self.events,
-            "phases": [p for p, _prefixes in PHASES] + ["other"],
+            "phases": [p for p, _prefixes in PHASES if p != "rollback"] + ["rollback", "other"] + list(GAPS),
         }
         directory = os.path.expanduser(self.get_option("report_dir"))
         stamp = datetime.datetime.fromtimestamp(self.started or ended, datetime.UTC)
@@ -253,8 +339,15 @@ class CallbackModule(CallbackBase):
         self._display.display("[vmfleet] report: %s (JSON: %s)" % (base + ".html", base + ".json"))
 
 
+def _text_color(background):
+    """Black or white, whichever reads better on the background (#rrggbb)."""
+    red, green, blue = (int(background[i:i + 2], 16) for i in (1, 3, 5))
+    return "#000" if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else "#fff"
+
+
 def render_html(report):
-    """A self-contained page: a summary, the timeline (inline SVG, one row per host), the batches and the events."""
+    """A self-contained page: a summary, the timeline (inline SVG, one row per host), the batches, the events
+    and the time per host and phase."""
     esc = html.escape
     start = report["started"] or 0
     spans = [s for h in report["hosts"].values() for s in h["spans"]]
@@ -277,38 +370,63 @@ def render_html(report):
                        % (x, x, height - row))
     for index, host in enumerate(hosts):
         y = index * row + 4
-        svg.append('<text x="4" y="%d" font-size="12">%s</text>' % (y + 13, esc(host)))
-        for phase, s, e, task in report["hosts"][host]["spans"]:
-            svg.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s (%.1f s)</title></rect>'
-                       % (label + (s - start) * scale, y, max((e - s) * scale, 1.0), row - 6,
-                          COLORS.get(phase, COLORS["other"]), esc(phase), esc(task), e - s))
+        record = report["hosts"][host]
+        status = record.get("status", "ok")
+        svg.append('<text class="host" x="4" y="%d" font-size="12" fill="%s">%s<title>%s: %s</title></text>' % (
+            y + 13, STATUS_COLORS.get(status, "#000"), esc(host), esc(host), esc(status)))
+        for phase, s, e, task in record["spans"]:
+            svg.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s (%.1f s)'
+                       '</title></rect>' % (esc(phase), label + (s - start) * scale, y, max((e - s) * scale, 1.0),
+                                            row - 6, COLORS.get(phase, COLORS["other"]), esc(phase), esc(task), e - s))
+        for phase, s, e in record.get("gaps", []):
+            svg.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="4" fill="%s"><title>%s (%.2f s)</title>'
+                       '</rect>' % (phase, label + (s - start) * scale, y + (row - 6) // 2 - 2, (e - s) * scale,
+                                    COLORS[phase], phase, e - s))
         for event in report["events"]:
             if event["host"] == host:
-                x = label + (event["time"] - start) * scale
-                svg.append('<text x="%.1f" y="%d" font-size="14" fill="#c00" text-anchor="middle">&#x2716;<title>%s: %s'
-                           '</title></text>' % (x, y + 13, esc(event["event"]), esc(event["task"])))
+                mark, color = MARKS.get(event["event"], MARKS["failed"])
+                svg.append('<text class="event-%s" x="%.1f" y="%d" font-size="16" fill="%s" text-anchor="middle" '
+                           'stroke="#fff" stroke-width="3" paint-order="stroke">%s'
+                           '<title>%s: %s</title></text>' % (
+                               esc(event["event"]), label + (event["time"] - start) * scale, y + 13, color, mark,
+                               esc(event["event"]), esc(event["task"])))
     svg.append("</svg>")
-    legend = " ".join('<span style="background:%s;color:#fff;padding:1px 6px;margin-right:4px">%s</span>'
-                      % (COLORS[p], esc(p)) for p in report["phases"])
+    legend = " ".join('<span class="legend" style="background:%s;color:%s;padding:1px 6px;margin-right:4px">%s</span>'
+                      % (COLORS[p], _text_color(COLORS[p]), esc(p)) for p in report["phases"])
     batches = "".join(
         "<tr><td>%d</td><td>%s</td><td>%s</td><td>%.1f s</td><td>%s</td></tr>" % (
             b["number"], esc(b["play"]), esc(", ".join(b["hosts"])), (b["end"] or end) - b["start"],
-            "failed: " + esc(", ".join(b["failed"])) if b["failed"] else "ok")
+            '<span class="failed">failed: %s</span>' % esc(", ".join(b["failed"])) if b["failed"] else "ok")
         for b in report["batches"] if b["hosts"])
-    events = "".join("<tr><td>+%.1f s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
-        e["time"] - start, esc(e["host"]), esc(e["event"]), esc(e["task"])) for e in report["events"])
+    events = "".join('<tr class="%s"><td>+%.1f s</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
+        esc(e["event"]), e["time"] - start, esc(e["host"]), esc(e["event"]), esc(e["task"])) for e in report["events"])
+    used = [p for p in report["phases"] if any(report["hosts"][h].get("phase_seconds", {}).get(p) for h in hosts)]
+    times = "".join(
+        '<tr><td>%s</td><td style="color:%s">%s</td><td>%.1f</td>%s<td>%.1f</td></tr>' % (
+            esc(h), STATUS_COLORS.get(report["hosts"][h].get("status"), "#2a2"),
+            esc(report["hosts"][h].get("status", "ok")), report["hosts"][h].get("step_seconds", 0),
+            "".join("<td>%.1f</td>" % report["hosts"][h].get("phase_seconds", {}).get(p, 0) for p in used),
+            sum(report["hosts"][h].get("phase_seconds", {}).values()))
+        for h in hosts)
     return """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>%(title)s</title>
 <style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
-padding:2px 8px;text-align:left}.ok{color:#2a2}.failed{color:#c00}</style></head><body>
+padding:2px 8px;text-align:left;white-space:nowrap}.ok{color:#2a2}.failed{color:#c00}</style></head><body>
 <h1>%(title)s</h1>
 <p class="%(result)s">Result: <b>%(result)s</b> in %(seconds)s; %(hosts)d hosts%(failed)s.</p>
-<h2>Timeline</h2><p>%(legend)s</p>%(svg)s
+<h2>Timeline</h2><p>%(legend)s</p>
+<p>Thin bars: the time between a host's tasks; <i>wait</i> while another host's task ran, <i>ansible</i> while
+none did. &#x2716; a failure, &#x21BA; a rollback; dashed lines: a batch starts.</p>%(svg)s
 <h2>Batches</h2><table><tr><th>#</th><th>play</th><th>hosts</th><th>time</th><th>result</th></tr>%(batches)s</table>
 <h2>Failures and rollbacks</h2><table><tr><th>when</th><th>host</th><th>event</th><th>task</th></tr>%(events)s</table>
+<h2>Time per host</h2><p>Seconds: each host's step (its first to its last task in each play or batch) and
+its phases, which add up to it.</p>
+<table><tr><th>host</th><th>result</th><th>step</th>%(used)s<th>phases in all</th></tr>
+%(times)s</table>
 </body></html>
 """ % {"title": esc("vmfleet report: %s" % report["playbook"]), "result": report["result"],
        "seconds": _duration(report["seconds"]), "hosts": len(report["hosts"]),
        "failed": "; failed: %s" % esc(", ".join(report["failed_hosts"])) if report["failed_hosts"] else "",
        "legend": legend, "svg": "".join(svg), "batches": batches or '<tr><td colspan="5">none</td></tr>',
-       "events": events or '<tr><td colspan="4">none</td></tr>'}
+       "events": events or '<tr><td colspan="4">none</td></tr>',
+       "used": "".join("<th>%s</th>" % esc(p) for p in used), "times": times}
