@@ -103,10 +103,11 @@ AWX_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": st
 SIMPLE_TYPES = {"text", "integer", "float", "multiplechoice"}
 
 # service and version as each playbook's header documents them: required where the playbook requires them,
-# refused where it refuses them (rollback.yml reads the ledgers: "-e service=catalog, no version").
+# refused where it refuses them. rollback.yml reads the ledgers; a version, when given, is the release
+# to roll back from (the deploy workflow's failure node passes the workflow's version).
 REQUIRED = {"rolling": {"service", "version"}, "blue_green": {"service", "version"},
             "canary": {"service", "version"}, "rollback": {"service"}, "bootstrap": set()}
-REFUSED = {"rollback": {"version"}, "bootstrap": {"service", "version"}}
+REFUSED = {"bootstrap": {"service", "version"}}
 # The scopes of the traffic role's options (their description starts "Rolling.", "Blue-green." or "Canary.")
 # that each playbook reads: canary.yml promotes by blue-green or rolling, rollback.yml redeploys by either.
 SCOPES = {"rolling": {"all", "Rolling."}, "blue_green": {"all", "Blue-green."},
@@ -129,8 +130,8 @@ def survey_problems(survey) -> list[str]:
     no structure typed into a text default."""
     if not isinstance(survey, dict):
         return ["the survey is not a JSON object"]
-    problems = [f"{field} must be a {kind.__name__}" for field, kind in (("name", str), ("description", str),
-                                                                          ("spec", list))
+    fields = (("name", str), ("description", str), ("spec", list))
+    problems = [f"{field} must be a {kind.__name__}" for field, kind in fields
                 if not isinstance(survey.get(field), kind)]
     if problems:
         return problems
@@ -269,7 +270,7 @@ def test_the_header_of_each_playbook_documents_what_the_checks_expect():
         for name in REQUIRED[playbook]:
             assert name in header, (playbook, name)
     rollback = (ROOT / "playbooks" / "rollback.yml").read_text()
-    assert "no version" in rollback and "version is not defined" in rollback
+    assert "With -e version" in rollback and "version is not defined or" in rollback
     assert "vmfleet_target | default('app_hosts')" in (ROOT / "playbooks" / "bootstrap.yml").read_text()
 
 
@@ -341,10 +342,9 @@ def test_the_checks_catch_a_bad_survey(tmp_path):
                   "vmfleet_canary_analysis: a textarea question",
                   "vmfleet_canary_promotion: default 'never', the role's is 'flip'"):
         assert words in canary, words
-    assert "rollback.yml takes no version" in "\n".join(
-        input_problems({"spec": [{"variable": "version", "type": "text", "default": "", "required": True},
-                                 {"variable": "service", "type": "text", "default": "", "required": True}]},
-                       "rollback"))
+    assert "bootstrap.yml takes no version" in "\n".join(
+        input_problems({"spec": [{"variable": "version", "type": "text", "default": "", "required": True}]},
+                       "bootstrap"))
     assert "vmfleet_canary_steps: default '10:60' is not the role's" in "\n".join(input_problems(
         {"spec": [{"variable": "vmfleet_canary_steps", "type": "text", "default": "10:60", "required": False}]},
         "canary"))
@@ -367,7 +367,7 @@ def tasks_of(module: str) -> list[dict]:
 
 
 def awx_collection() -> Path:
-    import ansible_collections.awx.awx as awx
+    from ansible_collections.awx import awx
 
     return Path(next(iter(awx.__path__)))
 
@@ -406,7 +406,7 @@ def unknown_arguments(args: dict, options: dict, where: str) -> list[str]:
 
 def test_every_awx_task_uses_only_documented_module_options():
     awx_tasks = [(key, task) for task in play()["tasks"] for key in task if key.startswith("awx.awx.")]
-    assert {key for key, _ in awx_tasks} >= {"awx.awx.organization", "awx.awx.credential", "awx.awx.project",
+    assert {key for key, _task in awx_tasks} >= {"awx.awx.organization", "awx.awx.credential", "awx.awx.project",
                                              "awx.awx.inventory", "awx.awx.inventory_source",
                                              "awx.awx.job_template", "awx.awx.workflow_job_template"}
     problems = []
@@ -629,14 +629,12 @@ def test_configure_yml_stops_before_any_change_without_its_inputs(stub_awx, tmp_
     assert calls == []
 
 
-# ------------------------------------------------------------------ the deploy workflow's known limitation
+# ------------------------------------------------------------------ the deploy workflow's rollback node
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AWX passes a workflow's survey answers (service, version ...) to every node, and rollback.yml refuses "
-    "any version; docs/awx.md ('Known limitation') says so. When rollback.yml takes the workflow's version, "
-    "this passes: update docs/awx.md and drop this mark."))
 def test_the_deploy_workflows_rollback_node_takes_the_workflows_extra_vars(tmp_path):
+    """AWX passes a workflow's survey answers (service, version ...) to every node, the failure node too:
+    rollback.yml takes the version as the release to roll back from, and goes past its input check."""
     survey = load("deploy")
     extra_vars = {q["variable"]: q["default"] for q in survey["spec"]} | {"service": "catalog", "version": "1.1.0"}
     (tmp_path / "hosts.yml").write_text(  # hosts that cannot be reached: nothing may change anywhere
@@ -648,4 +646,4 @@ def test_the_deploy_workflows_rollback_node_takes_the_workflows_extra_vars(tmp_p
     proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=ROOT, timeout=120, check=False)
     output = proc.stdout + proc.stderr
     assert "Check the rollback inputs" in output, output
-    assert "rollback.yml takes no version" not in output
+    assert "Read which slot serves the service" in output, output  # the input check passed

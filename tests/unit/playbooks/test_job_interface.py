@@ -1,0 +1,109 @@
+"""The strategies' job interface, with no lab: the result artifact and the checks before any change.
+
+Runs the real playbooks and task files through ansible-runner (as AWX runs a job) on an
+inventory whose hosts are all the local machine; only steps that change nothing are reached.
+The lab tests (molecule/rolling/tests/test_runner.py) run whole jobs against the fleet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+INVENTORY = {
+    "all": {
+        "vars": {
+            "vmfleet_services": [{"name": "catalog", "image": "registry.invalid/shop/catalog", "version": "1.0.0",
+                                  "port": 8080, "ports": {"blue": 8101, "green": 8102}, "frontend_port": 8001}],
+        },
+        "children": {
+            "app_hosts": {"hosts": {"app1": LOCAL, "app2": LOCAL}},
+            "loadbalancers": {"hosts": {"lb1": LOCAL}},
+        },
+    },
+}
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch):
+    """Run a playbook as AWX would (extra vars in env/extravars); return the runner and its result artifact."""
+    for name in list(os.environ):
+        if name.startswith(("ANSIBLE_", "MOLECULE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".cache" / "collections"))
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
+    (tmp_path / "env").mkdir()
+
+    def run(playbook: str, extravars: dict) -> tuple:
+        (tmp_path / "env" / "extravars").write_text(yaml.safe_dump(extravars))
+        runner = ansible_runner.run(private_data_dir=str(tmp_path), playbook=str(playbook),
+                                    inventory=str(tmp_path / "inventory"), quiet=True, timeout=300)
+        stats = [e for e in runner.events if e["event"] == "playbook_on_stats"]
+        artifact = (stats[-1]["event_data"].get("artifact_data") or {}).get("vmfleet_result") if stats else None
+        return runner, artifact
+
+    return run
+
+
+def failure_text(runner) -> str:
+    return " ".join(" ".join(e["stdout"].split()) for e in runner.events if e["event"] == "runner_on_failed")
+
+
+def test_result_artifact_carries_what_a_workflow_branches_on(job, tmp_path):
+    playbook = tmp_path / "result.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "A strategy's last play, with one failed host",
+        "hosts": "app_hosts",
+        "gather_facts": False,
+        "tasks": [
+            {"name": "The facts a strategy leaves on localhost",
+             "ansible.builtin.set_fact": {
+                 "__vmfleet_started": "{{ now(utc=true).timestamp() - 42.5 }}",
+                 "__vmfleet_failures": [{"host": "app2", "task": "Gate on HTTP health", "msg": " got 500 "}]},
+             "delegate_to": "localhost", "delegate_facts": True, "run_once": True},
+            {"name": "Publish", "ansible.builtin.include_tasks": str(ROOT / "playbooks" / "tasks" / "result.yml"),
+             "vars": {"__vmfleet_result_default": "rolling", "__vmfleet_result_service": "catalog",
+                      "__vmfleet_result_changed": ["app1"], "__vmfleet_result_rolled_back": ["app2"]}},
+        ],
+    }]))
+    runner, result = job(playbook, {"version": "1.1.0", "awx_job_id": 77, "vmfleet_deploy_id": "{{ awx_job_id }}"})
+    assert runner.status == "successful", runner.stdout.read()[-3000:]
+    assert result == {
+        "result": "failed", "strategy": "rolling", "service": "catalog", "version": "1.1.0",
+        "hosts": ["app1", "app2"], "hosts_changed": ["app1"], "hosts_rolled_back": ["app2"],
+        "failed_hosts": [{"host": "app2", "reason": "Gate on HTTP health: got 500"}],
+        "rollout_seconds": result["rollout_seconds"], "started": result["started"], "deploy_id": "77",
+    }
+    assert 42.5 <= result["rollout_seconds"] < 100, result
+    assert result["started"].endswith("Z"), result
+
+
+def test_a_slice_of_a_sliced_awx_job_stops_before_any_change(job):
+    runner, result = job(ROOT / "playbooks" / "rolling.yml", {
+        "service": "catalog", "version": "1.1.0", "awx_job_id": 9, "awx_job_launch_type": "workflow",
+        "awx_job_template_name": "Deploy (rolling)", "awx_workflow_job_name": "Deploy (rolling)"})
+    assert runner.status == "failed" and runner.rc != 0
+    message = failure_text(runner)
+    assert "one slice of a sliced AWX job" in message and "job_slice_count to 1" in message, message
+    assert result is None
+    assert not [e for e in runner.events if e["event"] == "runner_on_ok" and e["event_data"]["res"].get("changed")]
+
+
+def test_a_workflow_node_of_another_name_is_not_a_slice(job):
+    # The same job run by a workflow of its own (not a slice) passes that check; on this
+    # inventory it then stops at the first step that needs HAProxy, which is not a slice error.
+    runner, _result = job(ROOT / "playbooks" / "rolling.yml", {
+        "service": "nosuch", "version": "1.1.0", "awx_job_launch_type": "workflow",
+        "awx_job_template_name": "Deploy (rolling)", "awx_workflow_job_name": "Release train"})
+    message = failure_text(runner)
+    assert "slice" not in message and "nosuch are not in vmfleet_services" in message, message
