@@ -16,6 +16,8 @@ import subprocess
 import time
 
 import pytest
+from awxjob import run_job
+from conftest import SECRET
 
 # tests/integration is on sys.path through pyproject.toml's pytest `pythonpath`.
 from fleet import (
@@ -86,23 +88,43 @@ def test_check_mode_prints_the_plan_and_changes_nothing():
     assert_fleet_on("1.1.0", previous="1.0.0")
 
 
-def test_rolling_batch_50_percent_under_load():
-    # Back to 1.0.0, two hosts at a time: the direction makes no difference to the strategy.
+def test_rolling_batch_50_percent_as_an_awx_job_at_vvv_under_load(awx_job_dir):
+    """Back to 1.0.0, two hosts at a time, as AWX runs the job (ansible-runner, survey answers in
+    env/extravars, the project as AWX syncs it). The job's status, rc and vmfleet_result artifact are
+    what a workflow branches on. catalog has a secret_env in this job's inventory: the containers get
+    it, and at -vvv nothing the job wrote (stdout, job events) holds it."""
     with probes() as running:
         started = time.monotonic()
-        rolling("1.0.0", "50%")
+        runner, result, written = run_job(awx_job_dir, "rolling.yml",
+                                          {"service": "catalog", "version": "1.0.0", "vmfleet_batch": "50%"},
+                                          job_id=4242, verbosity=3)
         elapsed = time.monotonic() - started
+    stdout = runner.stdout.read()
+    assert (runner.status, runner.rc) == ("successful", 0), stdout[-5000:]
     assert_no_failures(*running)
-    print(f"rollout 4 hosts batch 50%: {elapsed:.1f} s")
+    print(f"rollout 4 hosts batch 50% (AWX job, -vvv): {elapsed:.1f} s")
+    assert "batch 2/2" in stdout, stdout[-3000:]
     assert_fleet_on("1.0.0", previous="1.1.0")
+    assert result is not None, "no vmfleet_result artifact"
+    assert (result["result"], result["strategy"], result["service"], result["version"], result["deploy_id"]) == (
+        "succeeded", "rolling", "catalog", "1.0.0", "4242"), result
+    assert sorted(result["hosts_changed"]) == HOSTS and result["failed_hosts"] == [], result
+    assert 0 < result["rollout_seconds"] <= elapsed, result
+    # -vvv really was verbose (module arguments in the output), and the secret is nowhere.
+    assert "module_args" in written
+    assert SECRET not in stdout and SECRET not in written
+    env = adhoc("app_hosts", "ansible.builtin.command", "docker inspect --format '{{json .Config.Env}}' catalog-blue")
+    assert all(f"SHOP_API_TOKEN={SECRET}" in json.loads(r["stdout"]) for r in env.values()), "secret_env not applied"
 
 
-def test_bad_version_rolls_back_the_first_batch():
+def test_bad_version_as_an_awx_job_rolls_back_the_first_batch_and_reports_it(awx_job_dir):
     with probes() as running:
-        proc = rolling("1.2.0-bad", 1, check=False)
-    assert proc.returncode != 0
-    assert "Rolling deployment of catalog 1.2.0-bad failed and was stopped: app1 failed" in proc.stdout
-    assert "health gate" in proc.stdout
+        runner, result, _written = run_job(awx_job_dir, "rolling.yml",
+                                    {"service": "catalog", "version": "1.2.0-bad", "vmfleet_batch": "1"}, job_id=4243)
+    stdout = runner.stdout.read()
+    assert runner.status == "failed" and runner.rc != 0, stdout[-3000:]
+    assert "Rolling deployment of catalog 1.2.0-bad failed and was stopped: app1 failed" in stdout, stdout[-3000:]
+    assert "health gate" in stdout
     assert_no_failures(*running)
     # The fleet is on 1.0.0 and the last good release before it is still previous:
     # on app1 the bad version never became current, and its failure is history.
@@ -112,6 +134,12 @@ def test_bad_version_rolls_back_the_first_batch():
     assert "health" in failed["reason"], failed
     results = running[0].result()["versions"] | running[1].result()["versions"]
     assert set(results) == {"1.0.0"}, results
+    # What an AWX workflow branches on: the artifact names the failed host and why.
+    assert result is not None and (result["result"], result["version"], result["deploy_id"]) == (
+        "failed", "1.2.0-bad", "4243"), result
+    assert [f["host"] for f in result["failed_hosts"]] == ["app1"], result
+    assert "health" in result["failed_hosts"][0]["reason"], result
+    assert (result["hosts_rolled_back"], result["hosts_changed"]) == (["app1"], []), result
 
 
 def test_interrupted_rollout_is_completed_by_running_it_again():
