@@ -406,9 +406,9 @@ def unknown_arguments(args: dict, options: dict, where: str) -> list[str]:
 
 def test_every_awx_task_uses_only_documented_module_options():
     awx_tasks = [(key, task) for task in play()["tasks"] for key in task if key.startswith("awx.awx.")]
-    assert {key for key, _task in awx_tasks} >= {"awx.awx.organization", "awx.awx.credential", "awx.awx.project",
-                                             "awx.awx.inventory", "awx.awx.inventory_source",
-                                             "awx.awx.job_template", "awx.awx.workflow_job_template"}
+    assert {key for key, _task in awx_tasks} >= {
+        "awx.awx.organization", "awx.awx.credential", "awx.awx.project", "awx.awx.inventory",
+        "awx.awx.inventory_source", "awx.awx.job_template", "awx.awx.workflow_job_template"}
     problems = []
     for key, task in awx_tasks:
         problems += unknown_arguments(task[key], documented_options(key.split(".")[-1]), task["name"])

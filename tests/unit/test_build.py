@@ -51,3 +51,18 @@ def test_the_dependencies_are_those_the_shipped_content_uses(members):
                         for p in (ROOT / d).rglob("*") if p.is_file() and p.suffix in (".yml", ".py", ".j2"))
     used = {dep for dep in deps if dep + "." in shipped}
     assert used == deps, f"declared but not used by roles, playbooks or plugins: {sorted(deps - used)}"
+
+
+def test_requires_ansible_is_the_ansible_core_the_tests_run_with():
+    """meta/runtime.yml names as its lowest ansible-core the one every test runs with (requirements.txt's):
+    a lower bound that no test runs against is a claim nobody checked."""
+    from ansible.module_utils.ansible_release import __version__ as core
+    from ansible.module_utils.compat.version import LooseVersion
+
+    spec = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())["requires_ansible"]
+    assert spec.startswith(">="), spec
+    lowest = LooseVersion(spec[2:])
+    running = LooseVersion(core)
+    assert running >= lowest, f"ansible-core {core} is below requires_ansible {spec}"
+    assert lowest.version[:2] == running.version[:2], (
+        f"requires_ansible {spec}, but the tests run ansible-core {core}: test the lowest version it names, or raise it")

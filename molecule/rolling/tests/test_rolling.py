@@ -119,8 +119,8 @@ def test_rolling_batch_50_percent_as_an_awx_job_at_vvv_under_load(awx_job_dir):
 
 def test_bad_version_as_an_awx_job_rolls_back_the_first_batch_and_reports_it(awx_job_dir):
     with probes() as running:
-        runner, result, _written = run_job(awx_job_dir, "rolling.yml",
-                                    {"service": "catalog", "version": "1.2.0-bad", "vmfleet_batch": "1"}, job_id=4243)
+        answers = {"service": "catalog", "version": "1.2.0-bad", "vmfleet_batch": "1"}
+        runner, result, _written = run_job(awx_job_dir, "rolling.yml", answers, job_id=4243)
     stdout = runner.stdout.read()
     assert runner.status == "failed" and runner.rc != 0, stdout[-3000:]
     assert "Rolling deployment of catalog 1.2.0-bad failed and was stopped: app1 failed" in stdout, stdout[-3000:]
