@@ -65,4 +65,5 @@ def test_requires_ansible_is_the_ansible_core_the_tests_run_with():
     running = LooseVersion(core)
     assert running >= lowest, f"ansible-core {core} is below requires_ansible {spec}"
     assert lowest.version[:2] == running.version[:2], (
-        f"requires_ansible {spec}, but the tests run ansible-core {core}: test the lowest version it names, or raise it")
+        f"requires_ansible {spec}, but the tests run ansible-core {core}: "
+        "test the lowest version it names, or raise it")
