@@ -113,8 +113,9 @@ def test_rolling_batch_50_percent_as_an_awx_job_at_vvv_under_load(awx_job_dir):
     # -vvv really was verbose (module arguments in the output), and the secret is nowhere.
     assert "module_args" in written
     assert SECRET not in stdout and SECRET not in written
-    env = adhoc("app_hosts", "ansible.builtin.command", "docker inspect --format '{{json .Config.Env}}' catalog-blue")
-    assert all(f"SHOP_API_TOKEN={SECRET}" in json.loads(r["stdout"]) for r in env.values()), "secret_env not applied"
+    inspected = adhoc("app_hosts", "ansible.builtin.command", "docker inspect catalog-blue")
+    assert all(f"SHOP_API_TOKEN={SECRET}" in json.loads(r["stdout"])[0]["Config"]["Env"]
+               for r in inspected.values()), "secret_env not applied"
 
 
 def test_bad_version_as_an_awx_job_rolls_back_the_first_batch_and_reports_it(awx_job_dir):
