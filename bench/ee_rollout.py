@@ -71,7 +71,7 @@ def main() -> int:
         today = datetime.date.today().isoformat()
         probes_text = "; ".join(
             f"{v}: " + ", ".join(f"{'keep-alive' if i == 0 else 'new connection'} {r['failed']} failed of "
-                                 f"{r['requests']} at {r['rps']:.0f} req/s" for i, r in enumerate(res))
+                                 f"{r['total']} at {r['rps']:.0f} req/s" for i, r in enumerate(res))
             for v, _w, _r, res in rows)
         walls = [w for _v, w, _r, _res in rows]
         median = sorted(walls)[len(walls) // 2]
