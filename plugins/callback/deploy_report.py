@@ -77,7 +77,7 @@ PHASES = (
     ("replace", ("Ensure the slot's container", "Check whether the slot's container must be replaced",
                  "Stop the unit of the container being replaced", "Ensure the container's systemd unit")),
     ("gate", ("Run the image's own health check", "Gate on", "Read the container's state")),
-    ("enable", ("Set the server ready", "Check that every load balancer reports the server UP")),
+    ("enable", ("Set the server ready",)),
     ("flip", ("Flip the live slot",)),
     ("split", ("Send a share of new requests", "Send every new request to the stable slot")),
 )

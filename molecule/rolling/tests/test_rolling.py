@@ -193,21 +193,47 @@ def _lab_is_there():
         pytest.fail(f"{CA} is missing: run `molecule create -s rolling` first")
 
 
-def test_policy_all_rolls_back_every_host_this_run_changed():
-    # A fault on app3 only: it cannot reach the registry, so pulling 1.3.0 (which
-    # no host has yet) fails there, after app1 and app2 were already moved.
+def test_registry_unreachable_from_one_host_stops_the_rollout_before_any_drain():
+    # app3 cannot reach the registry and has no 1.3.0 in its image cache (a lab that
+    # blue_green used before keeps it: the scenarios' prepare keeps images). Every host
+    # gets the image before the first drain, so the rollout stops there: no host is
+    # drained or changed, and the ledgers hold no new event.
     block = f"iptables -I OUTPUT -p tcp -d {REGISTRY} --dport 5000 -j REJECT"
-    # The fault needs app3 not to have 1.3.0 in its image cache: a lab that blue_green
-    # used before (it deploys 1.3.0) keeps it, since the scenarios' prepare keeps images.
     gone = adhoc("app3", "community.docker.docker_image",
                  {"name": f"{REGISTRY}:5000/shop/catalog:1.3.0", "state": "absent"})["app3"]
     assert not gone.get("failed"), gone
+    before = ledgers()
+    starts = start_times()
     assert adhoc("app3", "ansible.builtin.command", block)["app3"]["rc"] == 0
+    try:
+        with probes() as running:
+            proc = rolling("1.3.0", 1, check=False)
+    finally:
+        adhoc("app3", "ansible.builtin.command", block.replace("-I OUTPUT", "-D OUTPUT"))
+    assert proc.returncode != 0
+    assert "app3 could not get the release's image" in proc.stdout, proc.stdout[-3000:]
+    assert "shop/catalog:1.3.0" in proc.stdout and "no host was drained or changed" in proc.stdout, proc.stdout[-3000:]
+    assert "Drain the server" not in proc.stdout, proc.stdout[-3000:]
+    assert_no_failures(*running)
+    assert ledgers() == before
+    assert start_times() == starts
+    assert_fleet_on("1.1.0", previous="1.0.0")
+
+
+def test_policy_all_rolls_back_every_host_this_run_changed():
+    # A fault on app3 only, after the image step: app3's 1.3.0 is a broken build (the
+    # tag points at 1.2.0-bad in app3's image cache, which the image step keeps, as it
+    # keeps any tag already there), so app3 fails its health gate after app1 and app2
+    # were already moved.
+    bad = f"{REGISTRY}:5000/shop/catalog:1.2.0-bad"
+    fake = adhoc("app3", "ansible.builtin.shell",
+                 f"docker pull -q {bad} && docker tag {bad} {REGISTRY}:5000/shop/catalog:1.3.0")["app3"]
+    assert fake.get("rc") == 0, fake
     try:
         with probes() as running:
             proc = rolling("1.3.0", 1, "-e", "vmfleet_rollback=all", check=False)
     finally:
-        adhoc("app3", "ansible.builtin.command", block.replace("-I OUTPUT", "-D OUTPUT"))
+        adhoc("app3", "ansible.builtin.command", f"docker rmi {REGISTRY}:5000/shop/catalog:1.3.0")
     assert proc.returncode != 0
     assert "app3 failed" in proc.stdout and "policy all" in proc.stdout, proc.stdout[-3000:]
     assert_no_failures(*running)
