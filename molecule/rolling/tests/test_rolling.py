@@ -246,3 +246,38 @@ def test_policy_all_rolls_back_every_host_this_run_changed():
         assert rolled and rolled[0]["version"] == "1.3.0", current[host]["history"][:3]
     assert current["app3"]["history"][0]["event"] == "failed"
     assert not [e for e in current["app4"]["history"] if e.get("version") == "1.3.0"]  # app4 was never touched
+
+
+def test_a_second_deploy_of_the_service_is_refused_while_the_first_runs():
+    # Two operators roll catalog at once, to different versions with different batch
+    # sizes. The first takes the service's deploy lock on lb1 before it reads anything;
+    # the second finds it held and stops at once, naming the holder, before any read or
+    # change. The first completes: the fleet ends on its version, with no request failed.
+    argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/rolling.yml", "-e", "service=catalog",
+            "-e", "version=1.0.0", "-e", json.dumps({"vmfleet_batch": 1})]
+    before = ledgers()
+    with probes() as running:
+        first = subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)
+        seen = []
+        deadline = time.monotonic() + 300
+        for line in first.stdout:
+            seen.append(line)
+            if "Drain the server on every load balancer" in line or time.monotonic() > deadline:
+                break
+        second = rolling("1.3.0", "50%", check=False)
+        rest, _err = first.communicate(timeout=900)
+    first_out = "".join(seen) + rest
+    assert first.returncode == 0, first_out[-5000:]
+    assert second.returncode != 0, second.stdout[-3000:]
+    assert "catalog is locked by" in second.stdout and "rolling 1.0.0) since" in second.stdout, second.stdout[-3000:]
+    assert "Nothing was changed" in second.stdout and "Show the plan" not in second.stdout, second.stdout[-3000:]
+    assert_no_failures(*running)
+    assert_fleet_on("1.0.0", previous="1.1.0")
+    # Only the first run's events were recorded; the lock is free again.
+    for host, ledger in ledgers().items():
+        last = before[host]["history"][0]["at"] if before[host]["history"] else ""
+        new = [e for e in ledger["history"] if e["at"] > last]
+        assert all(e["version"] == "1.0.0" for e in new), (host, new)
+    lock = adhoc("loadbalancers", "vmfleet.deploy.deploy_lock", {"service": "catalog", "state": "query"})
+    assert [r["lock"] for r in lock.values()] == [None], lock

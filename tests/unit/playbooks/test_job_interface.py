@@ -7,56 +7,8 @@ The lab tests (molecule/rolling/tests/test_runner.py) run whole jobs against the
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
-import ansible_runner
-import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[3]
-LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-INVENTORY = {
-    "all": {
-        "vars": {
-            "vmfleet_services": [{"name": "catalog", "image": "registry.invalid/shop/catalog", "version": "1.0.0",
-                                  "port": 8080, "ports": {"blue": 8101, "green": 8102}, "frontend_port": 8001}],
-        },
-        "children": {
-            "app_hosts": {"hosts": {"app1": LOCAL, "app2": LOCAL}},
-            "loadbalancers": {"hosts": {"lb1": LOCAL}},
-        },
-    },
-}
-
-
-@pytest.fixture
-def job(tmp_path, monkeypatch):
-    """Run a playbook as AWX would (extra vars in env/extravars); return the runner and its result artifact."""
-    for name in list(os.environ):
-        if name.startswith(("ANSIBLE_", "MOLECULE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
-    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".cache" / "collections"))
-    (tmp_path / "inventory").mkdir()
-    (tmp_path / "inventory" / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
-    (tmp_path / "env").mkdir()
-
-    def run(playbook: str, extravars: dict) -> tuple:
-        (tmp_path / "env" / "extravars").write_text(yaml.safe_dump(extravars))
-        runner = ansible_runner.run(private_data_dir=str(tmp_path), playbook=str(playbook),
-                                    inventory=str(tmp_path / "inventory"), quiet=True, timeout=300)
-        stats = [e for e in runner.events if e["event"] == "playbook_on_stats"]
-        artifact = (stats[-1]["event_data"].get("artifact_data") or {}).get("vmfleet_result") if stats else None
-        return runner, artifact
-
-    return run
-
-
-def failure_text(runner) -> str:
-    return " ".join(" ".join(e["stdout"].split()) for e in runner.events if e["event"] == "runner_on_failed")
+from playjob import ROOT, failure_text
 
 
 def test_result_artifact_carries_what_a_workflow_branches_on(job, tmp_path):
