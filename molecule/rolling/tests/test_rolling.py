@@ -50,6 +50,19 @@ def rolling(version: str, batch, *extra: str, check: bool = True) -> subprocess.
     return proc
 
 
+def lock(action: str) -> list[str]:
+    """Run playbooks/lock.yml for catalog; return what it shows."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/lock.yml", "-e", "service=catalog",
+            "-e", f"lock_action={action}"]
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
+    shown = next(t for t in tasks if t["task"]["name"] == "Show the locks")
+    return next(iter(shown["hosts"].values()))["msg"]
+
+
 def assert_fleet_on(version: str, previous: str | None) -> None:
     assert served_versions() == dict.fromkeys(HOSTS, version)
     for host, ledger in ledgers().items():
@@ -182,9 +195,17 @@ def test_interrupted_rollout_is_completed_by_running_it_again():
         assert any(s["admin_state"] != "ready" for s in interrupted.values()), (
             f"the interruption came too late to test anything: {interrupted}\n{''.join(seen)[-3000:]}"
         )
+        # The interrupted run could not give its deploy lock back: running it again is
+        # refused, with the way out; the operator, who knows that run is gone, removes it.
+        refused = rolling("1.1.0", 1, check=False)
+        assert refused.returncode != 0, refused.stdout[-3000:]
+        assert "catalog is locked by" in refused.stdout and "(rolling 1.1.0) since" in refused.stdout
+        assert "lock_action=force_release" in refused.stdout and "Nothing was changed" in refused.stdout
+        lock("force_release")
         rolling("1.1.0", 1)
     assert_no_failures(*running)
     assert_fleet_on("1.1.0", previous="1.0.0")
+    assert lock("show") == ["catalog: free"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -279,5 +300,4 @@ def test_a_second_deploy_of_the_service_is_refused_while_the_first_runs():
         last = before[host]["history"][0]["at"] if before[host]["history"] else ""
         new = [e for e in ledger["history"] if e["at"] > last]
         assert all(e["version"] == "1.0.0" for e in new), (host, new)
-    lock = adhoc("loadbalancers", "vmfleet.deploy.deploy_lock", {"service": "catalog", "state": "query"})
-    assert [r["lock"] for r in lock.values()] == [None], lock
+    assert lock("show") == ["catalog: free"]

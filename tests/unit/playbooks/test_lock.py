@@ -60,9 +60,8 @@ def test_a_run_that_stops_after_taking_the_lock_gives_it_back(job, lock_dir, pla
     assert ran(runner, "Give back the deploy lock of each service")
     assert lock_file(lock_dir) is None
     # The lock recorded the run while it held it.
-    took = next(e for e in runner.events if e["event"] == "runner_on_ok"
-                and e["event_data"]["task"].endswith("Take the deploy lock of each service on the first load balancer: "
-                                                      "catalog"))
+    take = "Take the deploy lock of each service on the first load balancer: catalog"
+    took = next(e for e in runner.events if e["event"] == "runner_on_ok" and e["event_data"]["task"].endswith(take))
     lock = took["event_data"]["res"]["results"][0]["lock"]
     assert (lock["job_id"], lock["version"], lock["ttl"]) == ("77", STRATEGIES[playbook].get("version", ""), 1800)
     assert lock["strategy"] == {"rolling.yml": "rolling", "blue_green.yml": "blue_green", "canary.yml": "canary",
