@@ -646,4 +646,4 @@ def test_the_deploy_workflows_rollback_node_takes_the_workflows_extra_vars(tmp_p
     proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), cwd=ROOT, timeout=120, check=False)
     output = proc.stdout + proc.stderr
     assert "Check the rollback inputs" in output, output
-    assert "Read which slot serves the service" in output, output  # the input check passed
+    assert "Take the deploy lock" in output, output  # the input check passed (the lock comes next)
