@@ -151,9 +151,10 @@ def test_rollback_after_the_scale_down_redeploys_the_previous_release():
 
 def test_rollback_while_warm_is_a_flip_back():
     argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/blue_green.yml", "-e", "service=catalog",
-            "-e", "version=1.1.0", "-e", "vmfleet_scale_down_delay=150"]
-    # The warm window must outlast the rollback: without the deploy lock (a later issue) a
-    # scale-down that wakes up during a rollback's flip back would stop the slot it flips to.
+            "-e", "version=1.1.0", "-e", "vmfleet_scale_down_delay=20"]
+    # The deploy gives its lock back for the warm window, and the rollback takes it. The
+    # window is shorter than the rollback: the scale-down wakes while the rollback flips
+    # back, waits for the lock, then sees the flip back and leaves that slot running.
     with probes() as running:
         deploy = subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -178,6 +179,7 @@ def test_rollback_while_warm_is_a_flip_back():
     assert "gate it and flip back" in flat(proc.stdout), proc.stdout[-3000:]
     # The deploy's scale-down saw the flip back and left the serving slot alone.
     assert "serves from the green slot again" in flat(rest), rest[-3000:]
+    assert "Take the deploy lock again before the scale-down" in flat(rest), rest[-3000:]
     print(f"rollback by flip: {flip_back:.1f} s")
     assert_serving("1.0.0", "green", previous=None)
     assert containers("blue") == dict.fromkeys(HOSTS, None)

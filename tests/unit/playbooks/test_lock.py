@@ -12,6 +12,7 @@ import json
 import time
 
 import pytest
+import yaml
 from playjob import ROOT, debug_msg, failure_text, ran
 
 from ansible_collections.vmfleet.deploy.plugins.module_utils import deploy_lock
@@ -115,3 +116,22 @@ def test_the_lock_playbook_shows_releases_and_force_releases(job, lock_dir):
     hold(lock_dir)
     runner, _result = job(ROOT / "playbooks" / "lock.yml", {"service": "catalog", "lock_action": "force_release"})
     assert runner.status == "successful" and lock_file(lock_dir) is None
+
+
+def test_traffic_lock_wait_waits_while_another_run_holds_the_lock(job, lock_dir, tmp_path):
+    # The blue-green scale-down takes the lock again with a wait: here the holder's lock runs
+    # out after 3 s, and the wait of 20 s gets it then (a release would do the same).
+    playbook = tmp_path / "wait.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Take the lock, waiting", "hosts": "app_hosts", "gather_facts": False,
+        "roles": [{"role": "vmfleet.deploy.traffic"}],
+        "tasks": [{"name": "Take it", "ansible.builtin.include_role": {
+            "name": "vmfleet.deploy.traffic", "tasks_from": "lock", "rolespec_validate": False},
+            "vars": {"traffic_lock_wait": 20, "traffic_strategy": "blue_green"}}],
+    }]))
+    hold(lock_dir, ttl=3)
+    started = time.monotonic()
+    runner, _result = job(playbook, {"service": "catalog", "version": "1.2.0"})
+    assert runner.status == "successful", failure_text(runner)
+    assert time.monotonic() - started >= 2.0
+    assert lock_file(lock_dir)["strategy"] == "blue_green"
