@@ -55,6 +55,19 @@ def adhoc(pattern: str, module: str, args: str | dict, become: bool = False) -> 
     return result["plays"][0]["tasks"][0]["hosts"]
 
 
+def deploy_lock(action: str = "show") -> list[str]:
+    """Run playbooks/lock.yml for catalog (show, release or force_release); return what it shows."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/lock.yml", "-e", "service=catalog",
+            "-e", f"lock_action={action}"]
+    env = ansible_env()
+    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    tasks = json.loads(proc.stdout[proc.stdout.index("{"):])["plays"][0]["tasks"]
+    shown = next(t for t in tasks if t["task"]["name"] == "Show the locks")
+    return next(iter(shown["hosts"].values()))["msg"]
+
+
 def playbook(name: str, *extra: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run playbooks/<name> on the fleet inventory; assert rc 0 unless check=False."""
     argv = ["ansible-playbook", "-i", str(INVENTORY), f"playbooks/{name}", *extra]

@@ -32,6 +32,7 @@ from fleet import (
     ansible_env,
     assert_no_failures,
     containers,
+    deploy_lock,
     flat,
     ledgers,
     live_maps,
@@ -288,3 +289,8 @@ def test_ctrl_c_during_a_step_puts_the_split_back_to_zero():
     took = time.monotonic() - stopped
     assert live_maps() == ("catalog_green", 0), "the guard did not put the split back"
     assert took <= LEASE + 5, took  # the lease, plus the guard's poll and this loop's
+    # The interrupted run could not give its deploy lock back: it names the canary, and
+    # the operator, who knows that run is gone, removes it.
+    [held] = deploy_lock("show")
+    assert held.startswith("catalog: locked by") and "canary 1.3.0" in held, held
+    assert deploy_lock("force_release") == [held] and deploy_lock("show") == ["catalog: free"]

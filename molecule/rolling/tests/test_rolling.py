@@ -29,6 +29,7 @@ from fleet import (
     adhoc,
     ansible_env,
     assert_no_failures,
+    deploy_lock,
     ledgers,
     probes,
     served_versions,
@@ -48,19 +49,6 @@ def rolling(version: str, batch, *extra: str, check: bool = True) -> subprocess.
     if check:
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     return proc
-
-
-def lock(action: str) -> list[str]:
-    """Run playbooks/lock.yml for catalog; return what it shows."""
-    argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/lock.yml", "-e", "service=catalog",
-            "-e", f"lock_action={action}"]
-    env = ansible_env()
-    env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
-    shown = next(t for t in tasks if t["task"]["name"] == "Show the locks")
-    return next(iter(shown["hosts"].values()))["msg"]
 
 
 def assert_fleet_on(version: str, previous: str | None) -> None:
@@ -201,11 +189,11 @@ def test_interrupted_rollout_is_completed_by_running_it_again():
         assert refused.returncode != 0, refused.stdout[-3000:]
         assert "catalog is locked by" in refused.stdout and "(rolling 1.1.0) since" in refused.stdout
         assert "lock_action=force_release" in refused.stdout and "Nothing was changed" in refused.stdout
-        lock("force_release")
+        deploy_lock("force_release")
         rolling("1.1.0", 1)
     assert_no_failures(*running)
     assert_fleet_on("1.1.0", previous="1.0.0")
-    assert lock("show") == ["catalog: free"]
+    assert deploy_lock("show") == ["catalog: free"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -300,4 +288,4 @@ def test_a_second_deploy_of_the_service_is_refused_while_the_first_runs():
         last = before[host]["history"][0]["at"] if before[host]["history"] else ""
         new = [e for e in ledger["history"] if e["at"] > last]
         assert all(e["version"] == "1.0.0" for e in new), (host, new)
-    assert lock("show") == ["catalog: free"]
+    assert deploy_lock("show") == ["catalog: free"]
