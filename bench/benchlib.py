@@ -98,10 +98,12 @@ def play(*argv: str, json_output: bool = False, command: str = "ansible-playbook
 
 @contextlib.contextmanager
 def bench_lab(name: str, subnet: str, app_hosts: int, state: Path, versions: tuple[str, ...],
-              keep: bool = False) -> Iterator[list[str]]:
+              keep: bool = False, timings: dict[str, float] | None = None) -> Iterator[list[str]]:
     """A lab of the bench's own (playbooks/lab.yml: `name`, `subnet` such as "10.77.112", state in `state`),
     with catalog's `versions` pushed to its registry, HAProxy, and catalog versions[0] on every app host.
-    Yields the inventory arguments (["-i", dir]); removes the lab at the end unless `keep`."""
+    Yields the inventory arguments (["-i", dir]); removes the lab at the end unless `keep`.
+    With `timings`, it records there the seconds of "lab" (playbooks/lab.yml), "setup" (images pushed,
+    HAProxy, engines and catalog on every host) and "destroy"."""
     with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
         inventory = Path(tmp) / "inventory"
         (inventory / "group_vars" / "all").mkdir(parents=True)
@@ -112,8 +114,11 @@ def bench_lab(name: str, subnet: str, app_hosts: int, state: Path, versions: tup
         lab.write_text(f"lab_name: {name}\nlab_subnet: {subnet}.0/24\nlab_app_hosts: {app_hosts}\n"
                        f"lab_state_dir: {state}\nlab_inventory_dir: {inventory}\n")
         inv = ["-i", str(inventory)]
+        timings = {} if timings is None else timings
         try:
+            started = time.monotonic()
             play("playbooks/lab.yml", "-e", f"@{lab}")
+            timings["lab"] = time.monotonic() - started
             lab_env = dict(line.split("=", 1) for line in (state / "lab.env").read_text().split())
             subprocess.run(["examples/shop/build.sh"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                            env=dict(os.environ, REGISTRY=lab_env["LAB_REGISTRY"], PUSH="1", SERVICES="catalog",
@@ -123,10 +128,13 @@ def bench_lab(name: str, subnet: str, app_hosts: int, state: Path, versions: tup
             # Every host on versions[0], whatever an earlier (kept) bench left.
             play(*inv, "playbooks/rolling.yml", "-e", "service=catalog", "-e", f"version={versions[0]}", "-e",
                  '{"vmfleet_batch": "100%"}')
+            timings["setup"] = time.monotonic() - started - timings["lab"]
             yield inv
         finally:
             if not keep:
+                started = time.monotonic()
                 play("playbooks/lab.yml", "-e", f"@{lab}", "-e", "lab_state=absent")
+                timings["destroy"] = time.monotonic() - started
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
