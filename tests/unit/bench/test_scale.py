@@ -48,8 +48,9 @@ def test_batches_of_other_plays_and_empty_or_unfinished_ones_are_left_out():
 def run(hosts=8, replaced=8, failed=0, covered=True):
     probe = {"total": 1000, "failed": failed, "errors": {"timeout": failed} if failed else {}, "rps": 120.0,
              "covered": covered}
-    return scale.Run(hosts, "1.1.0", 40.0, [{"hosts": 2, "seconds": 9.0, "platform": 5.0, "overhead": 4.0}] * 4,
-                     3.0, 1.5, 1.0, 300 * 2**20, 90 * 2**20, replaced, {"keep-alive": probe, "new connection": dict(probe)})
+    batches = [{"hosts": 2, "seconds": 9.0, "platform": 5.0, "overhead": 4.0}] * 4
+    return scale.Run(hosts, "1.1.0", 40.0, batches, 3.0, 1.5, 1.0, 300 * 2**20, 90 * 2**20, replaced,
+                     {"keep-alive": probe, "new connection": dict(probe)})
 
 
 def test_a_run_with_failed_requests_a_missed_host_or_an_uncovered_probe_is_not_recorded():
@@ -64,7 +65,8 @@ def test_the_row_gives_batches_overhead_memory_and_the_lab_times():
     (row,) = scale.result_rows([run(64, 64)], {64: {"lab": 95.2, "setup": 300.4}}, datetime.date(2026, 12, 8))
     assert row.startswith("| 2026-12-08 | rolling at batch 25%, 64 hosts | 40.0 s (40.0–40.0) | 40.0 |")
     assert "4 batches of 2 hosts; per batch 9.0 s (9.0–9.0), of which platform 5.0 s and overhead 4.0 s" in row
-    assert "before the first batch 3.0 s (pull 1.5 s), after the last 1.0 s" in row and "peak RSS 300 MiB in all, largest process 90 MiB" in row
+    assert "before the first batch 3.0 s (pull 1.5 s), after the last 1.0 s" in row
+    assert "peak RSS 300 MiB in all, largest process 90 MiB" in row
     assert "lab create 95 s, setup 300 s" in row and "keep-alive 0 of 1000 (min 120 req/s)" in row
     assert f"forks {scale.forks()}" in row
 
