@@ -472,21 +472,29 @@ def is_up(view):
     return status == "UP" or status == "no check"
 
 
-def wait_until(fetch, predicate, timeout, interval, clock=time.monotonic, sleep=time.sleep):
+def wait_until(fetch, predicate, timeout, interval, clock=time.monotonic, sleep=time.sleep, tolerate=()):
     """Poll ``fetch()`` until ``predicate(value)`` or ``timeout`` seconds.
 
     Returns ``(ok, value, elapsed)``; ``fetch`` runs at least once, and the
-    wait never goes beyond the deadline by more than one fetch.
+    wait never goes beyond the deadline by more than one fetch. A ``fetch``
+    that raises one of the ``tolerate`` exceptions is tried again at the next
+    poll; when the deadline comes while it still raises, the last one is raised.
     """
     interval = max(float(interval), 0.01)
     started = clock()
     deadline = started + max(float(timeout), 0.0)
     while True:
-        value = fetch()
-        if predicate(value):
+        error = None
+        try:
+            value = fetch()
+        except tolerate as exc:
+            error = exc
+        if error is None and predicate(value):
             return True, value, clock() - started
         remaining = deadline - clock()
         if remaining <= 0:
+            if error is not None:
+                raise error
             return False, value, clock() - started
         sleep(min(interval, remaining))
 
@@ -653,6 +661,32 @@ class HAProxyRuntime(object):
             return parse_servers_state(self.command("show servers state"))
         check_name("backend", backend)
         return parse_servers_state(self.command("show servers state %s" % backend))
+
+    def save_servers_state(self, path):
+        """Write ``show servers state`` (every backend) to ``path``, as the
+        ``server-state-file`` that ``load-server-state-from-file global`` reads
+        when HAProxy starts: the admin state (drain, maint) and weight of every
+        server then survive a restart, also an unplanned one. The file is
+        replaced atomically (a temporary file in the same directory, renamed),
+        readable by its owner only. Returns the number of servers saved."""
+        answer = self.command("show servers state")
+        saved = len(parse_servers_state(answer))  # fails on anything but a state dump
+        directory = os.path.dirname(os.path.abspath(path))
+        tmp = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(answer if answer.endswith("\n") else answer + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise HAProxyRuntimeError("cannot write the server state file %s: %s" % (path, _reason(exc))) from exc
+        return saved
 
     def backend(self, backend):
         """``{'stat': rows of show stat, 'state': rows of show servers state}`` in one connection."""
@@ -902,9 +936,11 @@ class HAProxyRuntime(object):
     def wait(self, fetch, predicate, timeout, interval=0.2):
         """Poll ``fetch()`` every ``interval`` s until ``predicate`` or ``timeout`` s.
 
-        Returns ``(ok, last value, elapsed seconds)``.
+        Returns ``(ok, last value, elapsed seconds)``. A runtime API that does
+        not answer for a while (HAProxy restarting) is asked again until the
+        deadline; only then does its connection error end the wait.
         """
-        return wait_until(fetch, predicate, timeout, interval)
+        return wait_until(fetch, predicate, timeout, interval, tolerate=(HAProxyConnectionError,))
 
     def wait_server(self, backend, server, predicate, timeout, interval=0.2):
         return self.wait(lambda: self.server(backend, server), predicate, timeout, interval)

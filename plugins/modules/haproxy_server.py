@@ -28,6 +28,12 @@ description:
   - The runtime API changes live state only. To keep server state across reloads, HAProxy needs
     C(server-state-file) and C(load-server-state-from-file), and the state must be saved with
     C(show servers state) right before each reload; the C(vmfleet.deploy.haproxy) role does this.
+    With O(state_file), the module also saves it after each change, so a restart (a crash, or
+    C(systemctl restart)) keeps it too.
+  - "While it waits (for a drain, or for C(UP)) the module holds the state it set: when HAProxy
+    restarts meanwhile and comes back with another admin state for the server, or weight, the
+    module sets them again and says so in RV(msg). A runtime API that does not answer for a while
+    is asked again until the wait's deadline."
   - Written for this collection instead of M(community.general.haproxy), which hangs on DOWN
     servers.
 author:
@@ -86,6 +92,13 @@ options:
       - Seconds between two polls of the runtime API while waiting.
     type: float
     default: 0.5
+  state_file:
+    description:
+      - HAProxy's C(server-state-file). After a change, the module writes C(show servers state) there
+        (atomically, mode 0600), so HAProxy loads the drain, maint and weight this module set when
+        it starts again (C(load-server-state-from-file global)).
+      - Omitted, nothing is written, and a restart of HAProxy loses what the module set.
+    type: path
 notes:
   - Changes are idempotent. A server already in the requested state with the requested weight
     reports C(changed=false); the module still waits for its sessions or for C(UP).
@@ -106,6 +119,7 @@ EXAMPLES = r"""
     server: app3
     state: drain
     drain_timeout: 30
+    state_file: /var/lib/haproxy/server-state
 
 - name: Put app3 in maintenance (drains first when it is UP, at once when it is DOWN)
   vmfleet.deploy.haproxy_server:
@@ -302,12 +316,36 @@ class HAProxyServerManager(object):
             self.client.set_weight(self.backend, self.server, weight)
             self.changed = True
 
-    def wait(self, predicate, timeout):
-        ok, view, elapsed = self.client.wait_server(
-            self.backend, self.server, predicate, timeout, self.params["wait_interval"]
+    def held(self, admin_state, hold_weight):
+        """Fetch the server; when its admin state (or, with hold_weight, its weight) is not what this run
+        set (HAProxy restarted without it), set them again first."""
+        view = self.fetch()
+        weight = self.params["weight"] if hold_weight else None
+        lost = [what for what, now, wanted in (("state %s" % admin_state, view["admin_state"], admin_state),
+                                                ("weight %s" % weight, view["weight"], weight))
+                if wanted is not None and now != wanted]
+        if not lost:
+            return view
+        if view["admin_state"] != admin_state:
+            self.client.set_server_state(self.backend, self.server, admin_state)
+        if weight is not None and view["weight"] != weight:
+            self.client.set_weight(self.backend, self.server, weight)
+        self.changed = True
+        self.notes.append("HAProxy lost the %s of server %s while the module waited (it restarted?): set again"
+                          % (" and ".join(lost), self.name))
+        return self.fetch()
+
+    def wait(self, predicate, timeout, admin_state, hold_weight=False):
+        ok, view, elapsed = self.client.wait(
+            lambda: self.held(admin_state, hold_weight), predicate, timeout, self.params["wait_interval"]
         )
         self.elapsed += elapsed
         return ok, view
+
+    def save(self):
+        """Write HAProxy's server-state-file (state_file), so a restart keeps what the module set."""
+        if self.params["state_file"] and self.changed and not self.module.check_mode:
+            self.client.save_servers_state(self.params["state_file"])
 
     def drain(self, view):
         """Drain and wait until no session is left. Returns the last view."""
@@ -315,7 +353,9 @@ class HAProxyServerManager(object):
             self.set_state("drain")
         if not self.params["wait"]:
             return view
-        ok, view = self.wait(lambda v: is_down(v) or (not v["scur"] and not v["qcur"]), self.params["drain_timeout"])
+        self.save()
+        ok, view = self.wait(lambda v: is_down(v) or (not v["scur"] and not v["qcur"]), self.params["drain_timeout"],
+                             "drain")
         if not ok:
             raise ServerStateError(
                 "HAProxy server %s still has %d sessions after %s s drain"
@@ -341,7 +381,9 @@ class HAProxyServerManager(object):
             if view["admin_state"] != "ready":
                 self.set_state("ready")
             if self.params["wait"]:
-                ok, view = self.wait(lambda v: v["admin_state"] == "ready" and is_up(v), self.params["wait_timeout"])
+                self.save()
+                ok, view = self.wait(lambda v: v["admin_state"] == "ready" and is_up(v), self.params["wait_timeout"],
+                                     "ready", hold_weight=True)
                 if not ok:
                     raise ServerStateError(
                         "HAProxy server %s is not UP after %s s (status: %s, check: %s)"
@@ -376,6 +418,7 @@ class HAProxyServerManager(object):
             self.set_weight(view)
 
         after = self.fetch() if self.changed else view
+        self.save()
         return self.result(after, target)
 
     def result(self, view, target, failed=False):
@@ -432,6 +475,7 @@ def main():
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="float", default=30),
         wait_interval=dict(type="float", default=0.5),
+        state_file=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

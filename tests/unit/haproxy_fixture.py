@@ -383,6 +383,24 @@ class HAProxyLab:
 
         wait_for(new_worker, timeout, what="a new HAProxy worker after reload")
 
+    def restart(self, timeout: float = 10.0):
+        """Stop HAProxy (SIGTERM to the master: every connection is closed) and start it again with the
+        same configuration and maps, as ``systemctl restart`` or a crash and a restart by systemd do. Nothing
+        is saved first: HAProxy loads whatever the server-state-file holds. The apps keep running."""
+        old = self.worker_pid()
+        self._stop_haproxy()
+        self._log = open(self.log_file, "ab")
+        self.proc = subprocess.Popen([HAPROXY, "-f", str(self.config_file)], stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.tmp))
+
+        def new_worker():
+            try:
+                return self._answers() and self.worker_pid() != old
+            except (OSError, AssertionError):
+                return False
+
+        wait_for(new_worker, timeout, what="HAProxy answering after a restart")
+
     # -- HTTP through the frontend
     def get(self, path: str = "/", headers: dict | None = None, timeout: float = 5.0, port: int | None = None):
         """One request through the frontend: ``(status, answer)``.

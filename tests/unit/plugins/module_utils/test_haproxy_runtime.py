@@ -259,6 +259,30 @@ def test_wait_until_is_bounded():
     assert 3 <= len(calls) <= 10
 
 
+def test_wait_until_asks_again_after_a_tolerated_error_until_its_deadline():
+    answers = iter([rt.HAProxyConnectionError("away"), rt.HAProxyConnectionError("away"), 7])
+
+    def fetch():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    ok, value, _elapsed = rt.wait_until(fetch, lambda v: v == 7, timeout=5, interval=0.01,
+                                        tolerate=(rt.HAProxyConnectionError,))
+    assert ok and value == 7
+
+    def away():
+        raise rt.HAProxyConnectionError("cannot reach HAProxy runtime API at /x.sock: No such file or directory")
+
+    started = time.monotonic()
+    with pytest.raises(rt.HAProxyConnectionError, match="No such file"):
+        rt.wait_until(away, lambda v: True, timeout=0.3, interval=0.05, tolerate=(rt.HAProxyConnectionError,))
+    assert 0.25 <= time.monotonic() - started < 1.0
+    with pytest.raises(rt.HAProxyConnectionError):  # not tolerated: the first error ends it
+        rt.wait_until(away, lambda v: True, timeout=5, interval=0.05)
+
+
 # ------------------------------------------------------- against real HAProxy
 def test_live_show_stat_and_servers_state(haproxy_lab):
     client = HAProxyRuntime(haproxy_lab.socket)

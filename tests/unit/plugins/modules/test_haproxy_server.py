@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -221,3 +222,65 @@ def test_check_mode_and_diff_change_nothing(haproxy_lab, run_module):
     # check mode predicts ready -> UP from maint
     back = run_module(haproxy_server, args(lab, server="blue2", state="ready"), check_mode=True)
     assert back["changed"] is True and back["after"]["status"] == "UP" and lab.status("svc_blue", "blue2") == "MAINT"
+
+
+# ---------------------------------------------------------------- restarts of HAProxy (issue 11, item 5)
+def test_a_drain_saved_to_the_state_file_survives_a_restart(haproxy_lab, run_module):
+    lab = haproxy_lab
+    result = run_module(haproxy_server, args(lab, state="drain", state_file=str(lab.state_file)))
+    assert not result.failed and result["changed"], result
+    saved = lab.state_file.read_text()
+    assert saved.startswith("1\n") and " blue1 " in saved
+    assert oct(lab.state_file.stat().st_mode & 0o777) == "0o600"
+    lab.restart()
+    assert lab.status("svc_blue", "blue1") == "DRAIN"
+    answers = {lab.get()[1] for _ in range(10)}
+    assert answers == {"blue2"}, answers
+
+
+def test_without_the_state_file_a_restart_undoes_the_drain(haproxy_lab, run_module):
+    # The control for the test above: the restart really resets what the runtime API set.
+    lab = haproxy_lab
+    lab.save_state()  # the state before the drain, as a reload long ago left it
+    result = run_module(haproxy_server, args(lab, state="drain"))
+    assert not result.failed and result["changed"], result
+    lab.restart()
+    wait_for(lambda: lab.status("svc_blue", "blue1") == "UP", 5, what="blue1 UP after the restart")
+
+
+def test_a_restart_while_it_drains_is_noticed_and_the_drain_set_again(haproxy_lab, run_module):
+    lab = haproxy_lab
+    lab.save_state()  # blue1 ready: what HAProxy loads when it restarts before the module saves
+    held = lab.hold_session("blue1", 3.0)
+    wait_for(lambda: lab.stats()[("svc_blue", "blue1")]["scur"] != "0", 3, 0.02, "a session on blue1")
+
+    def restart_soon():
+        time.sleep(0.5)
+        lab.restart()
+
+    # The module saves to another file, so the restart loads the state from before the drain.
+    restarter = threading.Thread(target=restart_soon, daemon=True)
+    restarter.start()
+    result = run_module(haproxy_server, args(lab, state="drain", drain_timeout=10,
+                                             state_file=str(lab.tmp / "elsewhere-state")))
+    restarter.join(15)
+    held.join(15)
+
+    assert not result.failed, result
+    assert "HAProxy lost the state drain of server svc_blue/blue1" in result["msg"], result
+    assert result["after"]["admin_state"] == "drain" and result["after"]["scur"] == 0
+    assert lab.status("svc_blue", "blue1") == "DRAIN"  # in the new HAProxy
+    assert held.result["answer"][0] != 200  # the restart cut the held request: it did not drain, it was reset
+
+
+def test_a_runtime_api_that_stays_away_fails_the_wait_with_its_connection_error(haproxy_lab, run_module):
+    lab = haproxy_lab
+    held = lab.hold_session("blue1", 3.0)
+    wait_for(lambda: lab.stats()[("svc_blue", "blue1")]["scur"] != "0", 3, 0.02, "a session on blue1")
+    threading.Timer(0.3, lab._stop_haproxy).start()
+    started = time.monotonic()
+    result = run_module(haproxy_server, args(lab, state="drain", drain_timeout=1.5))
+    held.join(15)
+    assert result.failed
+    assert "cannot reach HAProxy runtime API" in result["msg"], result["msg"]
+    assert 1.4 < time.monotonic() - started < 5  # it kept asking until the drain's deadline, not longer
