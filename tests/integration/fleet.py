@@ -153,3 +153,79 @@ def live_maps() -> tuple[str, int]:
     info = adhoc("loadbalancers", "vmfleet.deploy.haproxy_map_info", {"maps": [ACTIVE_MAP, SPLIT_MAP]})
     maps = next(iter(info.values()))["maps"]
     return maps[ACTIVE_MAP]["catalog"], int(maps[SPLIT_MAP]["catalog"])
+
+
+# ---------------------------------------------------------------- rollouts, and the state they leave
+def rolling(version: str, batch, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    """playbooks/rolling.yml for catalog at `version`, batch `batch`; assert rc 0 unless check=False."""
+    return playbook("rolling.yml", "-e", "service=catalog", "-e", f"version={version}", "-e",
+                    json.dumps({"vmfleet_batch": batch}), *extra, check=check)
+
+
+def start_rolling(version: str, batch, *extra: str) -> subprocess.Popen:
+    """rolling.yml started in the background, in a session of its own (so it can get Ctrl-C), its output
+    on a pipe (read it with read_until)."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/rolling.yml", "-e", "service=catalog",
+            "-e", f"version={version}", "-e", json.dumps({"vmfleet_batch": batch}), *extra]
+    return subprocess.Popen(argv, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def read_until(proc: subprocess.Popen, found, seconds: float) -> list[str]:
+    """Read a running playbook's output, line by line, until `found(line)` is true for a line, the output
+    ends, or `seconds` pass (checked at each line). Returns the lines read."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    for line in proc.stdout:
+        seen.append(line)
+        if found(line) or time.monotonic() > deadline:
+            break
+    return seen
+
+
+def start_times() -> dict[str, str]:
+    """{host: StartedAt of catalog-blue}."""
+    out = adhoc("app_hosts", "ansible.builtin.command", "docker inspect catalog-blue")
+    return {h: json.loads(r["stdout"])[0]["State"]["StartedAt"] for h, r in out.items()}
+
+
+def assert_fleet_on(version: str, previous: str | None) -> None:
+    """Every host serves `version` from blue, its ledger says so (and `previous` before it, unless None),
+    and every blue server is UP and ready."""
+    assert served_versions() == dict.fromkeys(HOSTS, version)
+    for host, ledger in ledgers().items():
+        assert ledger["current"]["version"] == version, host
+        if previous is not None:
+            assert ledger["previous"]["version"] == previous, host
+    state = {h: (s["status"], s["admin_state"]) for h, s in servers("catalog_blue").items()}
+    assert state == dict.fromkeys(HOSTS, ("UP", "ready")), state
+
+
+# ---------------------------------------------------------------- the lab's machines, as machines
+LAB_NAME = "vmfleet-roll"
+
+
+def lab_host(host: str, *command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `command` on a lab host's machine from outside it (`docker exec`), as a console would: it works
+    whatever sshd, the network or Ansible think of the host."""
+    return subprocess.run(["docker", "exec", f"{LAB_NAME}-{host}", *command], capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def kill_host(host: str) -> float:
+    """Pull the plug on a lab host: SIGKILL to its machine (systemd, sshd, the engine and its containers go
+    at once; no reset is sent for its connections). Returns the wall-clock time of the kill."""
+    subprocess.run(["docker", "kill", f"{LAB_NAME}-{host}"], check=True, capture_output=True, timeout=60)
+    return time.time()
+
+
+def boot_host(host: str, seconds: float = 120) -> None:
+    """Start a killed lab host again and wait until Ansible reaches it and its engine runs."""
+    subprocess.run(["docker", "start", f"{LAB_NAME}-{host}"], check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answer = adhoc(host, "ansible.builtin.command", "systemctl is-active docker")
+        if answer[host].get("rc") == 0:
+            return
+        time.sleep(2)
+    raise AssertionError(f"{host} did not come back within {seconds} s: {answer}")
