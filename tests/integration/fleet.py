@@ -212,11 +212,13 @@ def lab_host(host: str, *command: str, check: bool = True, timeout: float = 120)
                           timeout=timeout, check=check)
 
 
-def kill_host(host: str) -> float:
+def kill_host(host: str) -> tuple[float, float]:
     """Pull the plug on a lab host: SIGKILL to its machine (systemd, sshd, the engine and its containers go
-    at once; no reset is sent for its connections). Returns the wall-clock time of the kill."""
+    at once; no reset is sent for its connections). Returns the wall-clock times just before `docker kill`
+    was sent and just after it returned: the kill happened between them."""
+    sent = time.time()
     subprocess.run(["docker", "kill", f"{LAB_NAME}-{host}"], check=True, capture_output=True, timeout=60)
-    return time.time()
+    return sent, time.time()
 
 
 def boot_host(host: str, seconds: float = 120) -> None:

@@ -75,10 +75,11 @@ def failed_records(probe) -> list:
     return [(t0 + r.start, t0 + r.end, r.error) for r in probe.records() if not r.ok]
 
 
-def in_flight_at(probe, moment: float) -> int:
-    """How many of the probe's requests had started and not ended at the wall-clock time `moment`."""
+def in_flight_at(probe, start: float, end: float) -> int:
+    """How many of the probe's requests were in flight at some moment between the wall-clock times `start` and
+    `end` (started before `end`, ended after `start`)."""
     t0 = probe.result()["started_at"]
-    return sum(1 for r in probe.records() if t0 + r.start <= moment < t0 + r.end)
+    return sum(1 for r in probe.records() if t0 + r.start <= end and t0 + r.end >= start)
 
 
 def watch_status(host: str, seconds: float) -> subprocess.Popen:
@@ -124,6 +125,7 @@ def test_a_second_deploy_of_the_service_is_refused_while_the_first_runs():
         rest = first.communicate(timeout=900)[0]
     first_out = "".join(seen) + rest
     assert first.returncode == 0, first_out[-5000:]
+    print(f"second run: rc {second.returncode}")
     assert second.returncode != 0, second.stdout[-3000:]
     assert "catalog is locked by" in second.stdout and "rolling 1.1.0) since" in second.stdout, second.stdout[-3000:]
     assert "Nothing was changed" in second.stdout and "Show the plan" not in second.stdout, second.stdout[-3000:]
@@ -143,13 +145,14 @@ def test_the_registry_stopped_before_a_rollout_stops_it_before_any_drain():
                  {"name": f"{REGISTRY}:5000/shop/catalog:1.3.0", "state": "absent"})
     assert not any(r.get("failed") for r in gone.values()), gone
     before, starts = ledgers(), start_times()
-    lab_host("registry", "systemctl", "stop", "docker-registry")
+    lab_host("registry1", "systemctl", "stop", "docker-registry")
     try:
         with probes() as running:
             proc = rolling("1.3.0", 1, check=False)
     finally:
-        lab_host("registry", "systemctl", "start", "docker-registry")
+        lab_host("registry1", "systemctl", "start", "docker-registry")
     out = flat(proc.stdout)
+    print(f"rc {proc.returncode}")
     assert proc.returncode != 0
     assert "could not get the release's image" in out and "shop/catalog:1.3.0" in out, proc.stdout[-3000:]
     assert "no host was drained or changed" in out, proc.stdout[-3000:]
@@ -174,12 +177,14 @@ def test_ctrl_c_while_a_server_is_drained_then_the_same_command_completes_the_ro
 
         seen = read_until(proc, at_replacement, 300)
         interrupt(proc)
+        print(f"interrupted run: rc {proc.returncode}")
         interrupted = servers("catalog_blue")
         assert any(s["admin_state"] != "ready" for s in interrupted.values()), (
             f"the interruption came too late to test anything: {interrupted}\n{''.join(seen)[-3000:]}")
         # The interrupted run could not give its deploy lock back: running it again is refused, with
         # the way out; the operator, who knows that run is gone, removes it.
         refused = rolling("1.0.0", 1, check=False)
+        print(f"refused re-run: rc {refused.returncode}")
         assert refused.returncode != 0, refused.stdout[-3000:]
         assert "catalog is locked by" in refused.stdout and "(rolling 1.0.0) since" in refused.stdout
         assert "lock_action=force_release" in refused.stdout and "Nothing was changed" in refused.stdout
@@ -233,19 +238,19 @@ def test_an_app_host_killed_outside_a_deploy_is_out_of_rotation_within_about_a_s
         time.sleep(2)
         watch = watch_status("app3", 20)
         time.sleep(0.5)
-        killed = kill_host("app3")
+        kill_sent, killed = kill_host("app3")
         down = first_down(watch)
         time.sleep(2)
-        in_flight = {p.result()["mode"]: in_flight_at(p, killed) for p in running}
+        in_flight = {p.result()["mode"]: in_flight_at(p, kill_sent, killed) for p in running}
     assert down is not None, "HAProxy never marked app3 DOWN"
-    to_down = down - killed
-    print(f"app3 killed; HAProxy marked it DOWN {to_down:.2f} s later")
-    assert to_down < 3.0, to_down
+    print(f"app3 killed ({killed - kill_sent:.2f} s for `docker kill`); HAProxy marked it DOWN "
+          f"{down - killed:.2f} s after `docker kill` returned, {down - kill_sent:.2f} s after it was sent")
+    assert down - kill_sent < 3.0, down - kill_sent
     for probe in running:
         failed = failed_records(probe)
         mode = probe.result()["mode"]
-        print(f"{mode}: {len(failed)} failed; {in_flight[mode]} requests in flight anywhere at the kill")
-        after = [f for f in failed if f[0] > killed + 0.05]
+        print(f"{mode}: {len(failed)} failed; {in_flight[mode]} requests in flight anywhere during the kill")
+        after = [f for f in failed if f[0] > killed]
         assert after == [], after[:10]
         assert len(failed) <= in_flight[mode], failed
     boot_host("app3")
@@ -263,16 +268,17 @@ def test_an_app_host_killed_in_the_middle_of_a_rollout_fails_it_with_the_host_na
         proc = start_rolling("1.0.0", 1)
         seen = read_until(proc, lambda line: "Drain the server on every load balancer: catalog_blue/app2" in line,
                           300)
-        killed = kill_host("app4")
+        kill_sent, killed = kill_host("app4")
         rest = proc.communicate(timeout=900)[0]
         out = flat("".join(seen) + rest)
-        in_flight = {p.result()["mode"]: in_flight_at(p, killed) for p in running}
+        in_flight = {p.result()["mode"]: in_flight_at(p, kill_sent, killed) for p in running}
+    print(f"rc {proc.returncode}")
     assert proc.returncode != 0, out[-3000:]
     assert re.search(r"app4\b.*unreachable", out), out[-3000:]
     for probe in running:
         failed = failed_records(probe)
         mode = probe.result()["mode"]
-        assert [f for f in failed if f[0] > killed + 0.05] == [], failed[:10]
+        assert [f for f in failed if f[0] > killed] == [], failed[:10]
         assert len(failed) <= in_flight[mode], failed
     assert deploy_lock("show") == ["catalog: free"]
     boot_host("app4")
@@ -300,6 +306,7 @@ def test_a_rollback_that_fails_is_reported_and_leaves_the_host_out_of_rotation()
     finally:
         adhoc("app1", "ansible.builtin.command", block.replace("-I OUTPUT", "-D OUTPUT"))
     out = flat(proc.stdout)
+    print(f"rc {proc.returncode}")
     assert proc.returncode != 0
     assert re.search(r"app1\b.*roll(ing)? ?back.*fail", out, re.IGNORECASE), out[-3000:]
     assert "out of rotation" in out, out[-3000:]
