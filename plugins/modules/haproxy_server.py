@@ -321,9 +321,9 @@ class HAProxyServerManager(object):
         set (HAProxy restarted without it), set them again first."""
         view = self.fetch()
         weight = self.params["weight"] if hold_weight else None
-        lost = [what for what, now, wanted in (("state %s" % admin_state, view["admin_state"], admin_state),
-                                                ("weight %s" % weight, view["weight"], weight))
-                if wanted is not None and now != wanted]
+        checks = (("state %s" % admin_state, view["admin_state"], admin_state),
+                  ("weight %s" % weight, view["weight"], weight))
+        lost = [what for what, now, wanted in checks if wanted is not None and now != wanted]
         if not lost:
             return view
         if view["admin_state"] != admin_state:

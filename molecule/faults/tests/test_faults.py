@@ -107,8 +107,8 @@ def first_down(watch: subprocess.Popen) -> float | None:
 
 def admin_states() -> dict[str, int]:
     """{server: srv_admin_state} of catalog_blue, read on lb1 in a few milliseconds."""
-    out = lab_host("lb1", "sh", "-c", f"echo 'show servers state catalog_blue' | socat -t 2 STDIO "
-                                       f"UNIX-CONNECT:{SOCKET}").stdout
+    command = f"echo 'show servers state catalog_blue' | socat -t 2 STDIO UNIX-CONNECT:{SOCKET}"
+    out = lab_host("lb1", "sh", "-c", command).stdout
     lines = [line.split() for line in out.splitlines() if line and not line.startswith(("#", "1"))]
     return {fields[3]: int(fields[6]) for fields in lines if len(fields) > 6}
 

@@ -234,7 +234,7 @@ def test_a_drain_saved_to_the_state_file_survives_a_restart(haproxy_lab, run_mod
     assert oct(lab.state_file.stat().st_mode & 0o777) == "0o600"
     lab.restart()
     assert lab.status("svc_blue", "blue1") == "DRAIN"
-    answers = {lab.get()[1] for _ in range(10)}
+    answers = {lab.get()[1] for _request in range(10)}
     assert answers == {"blue2"}, answers
 
 
