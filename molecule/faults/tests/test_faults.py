@@ -69,6 +69,18 @@ def interrupt(proc: subprocess.Popen) -> str:
     return proc.communicate()[0]
 
 
+def app2_replacement():
+    """A read_until predicate: true at the first line where the engine replaces app2's container after its
+    drain (the server is out of rotation and a worker runs the task). Its `drained` says whether the drain
+    was seen."""
+    def found(line: str) -> bool:
+        found.drained = found.drained or "Drain the server on every load balancer: catalog_blue/app2" in line
+        return found.drained and "Ensure the slot's container runs the image with Docker" in line
+
+    found.drained = False
+    return found
+
+
 def failed_records(probe) -> list:
     """The probe's failed requests, with their start and end as wall-clock times."""
     t0 = probe.result()["started_at"]
@@ -166,16 +178,8 @@ def test_the_registry_stopped_before_a_rollout_stops_it_before_any_drain():
 def test_ctrl_c_while_a_server_is_drained_then_the_same_command_completes_the_rollout():
     with probes() as running:
         proc = start_rolling("1.0.0", 1)
-        drained = []
-
-        # The second host's drain has started, and ended, and the engine is replacing its container:
-        # interrupt then, while the server is out of rotation and a worker runs the task.
-        def at_replacement(line: str) -> bool:
-            if "Drain the server on every load balancer: catalog_blue/app2" in line:
-                drained.append(line)
-            return bool(drained) and "Ensure the slot's container runs the image with Docker" in line
-
-        seen = read_until(proc, at_replacement, 300)
+        # Interrupt while app2 is out of rotation and a worker replaces its container.
+        seen = read_until(proc, app2_replacement(), 300)
         interrupt(proc)
         print(f"interrupted run: rc {proc.returncode}")
         interrupted = servers("catalog_blue")
@@ -200,15 +204,9 @@ def test_haproxy_restarted_in_the_middle_of_a_rollout_keeps_the_drain_and_the_ro
     # saved the server states), so no request goes to the container being replaced; the rollout goes on.
     with probes() as running:
         proc = start_rolling("1.1.0", 1)
-        drained = []
-
-        def at_replacement(line: str) -> bool:
-            if "Drain the server on every load balancer: catalog_blue/app2" in line:
-                drained.append(line)
-            return bool(drained) and "Ensure the slot's container runs the image with Docker" in line
-
+        at_replacement = app2_replacement()
         seen = read_until(proc, at_replacement, 300)
-        assert drained, "".join(seen)[-3000:]
+        assert at_replacement.drained, "".join(seen)[-3000:]
         restart_start = time.time()
         lab_host("lb1", "systemctl", "restart", "haproxy")
         restart_end = time.time()
